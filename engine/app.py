@@ -1,0 +1,84 @@
+"""Wiring: a Project is config + templates + rules as loaded from disk; an Engine puts
+a project together with a store, channels, a gate and a clock. The daemon, `ingest`
+and the dry-run all build an Engine; only the store, channels and clock differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from engine.channels import Channel, create_channel
+from engine.clock import Clock
+from engine.config import Config, default_config, load_config
+from engine.dispatch import DispatchReport, Dispatcher
+from engine.events import Event
+from engine.gate import Gate, OpenGate
+from engine.intake import IngestReport, Intake
+from engine.rules import RuleSet, load_rules
+from engine.store import Store
+from engine.templates import Templates
+
+
+@dataclass
+class Project:
+    config: Config
+    templates: Templates
+    rules: RuleSet
+
+    @property
+    def problems(self):
+        return self.rules.problems
+
+    @property
+    def errors(self):
+        return self.rules.errors
+
+
+def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path) -> Project:
+    """Load config, templates and rules. Raises ConfigError for a broken config;
+    rule problems are collected in project.rules.problems (broken rules left out)."""
+    if config_path is not None:
+        config = load_config(config_path)
+    else:
+        config = default_config()
+    templates = Templates(templates_dir, config.timezone, config.shop)
+    rules = load_rules(rules_dir, templates, config.channels.keys())
+    return Project(config, templates, rules)
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    return {name: create_channel(name, c.type, c.options, config.base_dir) for name, c in config.channels.items()}
+
+
+class Engine:
+    def __init__(self, project: Project, store: Store, channels: dict[str, Channel], clock: Clock,
+                 gate: Gate | None = None):
+        self.project = project
+        self.store = store
+        self.channels = channels
+        self.clock = clock
+        config = project.config
+        self.intake = Intake(store, self.current_rules, config.timezone, config.shop)
+        self.dispatcher = Dispatcher(store, self.current_rules, project.templates, channels, gate or OpenGate(),
+                                     config.timezone, config.shop, config.dispatch.batch_size)
+
+    def current_rules(self) -> RuleSet:
+        return self.project.rules
+
+    def ingest(self, events: Iterable[Event], *, virtual: bool = False) -> IngestReport:
+        """Store events and schedule what they start. virtual: each arrives at its own time."""
+        return self.intake.ingest(events, None if virtual else self.clock.now())
+
+    def dispatch(self, now: datetime | None = None, *, virtual: bool = False) -> DispatchReport:
+        return self.dispatcher.run(now or self.clock.now(), virtual=virtual)
+
+    def housekeeping(self) -> int:
+        """Return claims abandoned by a crashed dispatcher to the queue."""
+        return self.store.release_stale_claims(self.clock.now(), self.project.config.dispatch.lease)
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+        self.store.close()

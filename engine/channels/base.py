@@ -1,0 +1,87 @@
+"""What every channel is: something that takes a rendered message and delivers it.
+
+Channels know nothing of rules or the store. A new channel is one file with a class
+and one line in the registry (engine/channels/__init__.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Outbound:
+    message_id: int
+    idempotency_key: str  # the same for every attempt of one message
+    channel: str
+    rule_id: str
+    kind: str
+    customer_id: str
+    order_id: str | None
+    to: str | None
+    body: str
+    time: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["time"] = self.time.isoformat()
+        return out
+
+
+class SendError(Exception):
+    """Delivery failed. `permanent` failures are not retried."""
+
+    def __init__(self, reason: str, *, permanent: bool = False):
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(reason)
+
+
+class Channel:
+    type_name: ClassVar[str] = ""
+    # option name -> help; options in `required` must be present
+    options_help: ClassVar[dict[str, str]] = {
+        "contact": "customer field holding the address: phone, email, or none (default)",
+    }
+    required: ClassVar[tuple[str, ...]] = ()
+    CONTACTS: ClassVar[tuple[str, ...]] = ("phone", "email")
+
+    def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
+        self.name = name
+        self.options = options
+        self.base_dir = base_dir
+        self.contact: str | None = options.get("contact")
+
+    @classmethod
+    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """(option, message) for every bad option; empty when all is well."""
+        out = []
+        for key in options:
+            if key not in cls.options_help:
+                out.append((key, f"unknown option {key!r} for a {cls.type_name} channel; "
+                                 f"options: {', '.join(cls.options_help)}"))
+        for key in cls.required:
+            if key not in options:
+                out.append((key, f"a {cls.type_name} channel needs {key!r}: {cls.options_help[key]}"))
+        contact = options.get("contact")
+        if contact is not None and contact not in cls.CONTACTS:
+            out.append(("contact", f"contact must be one of {', '.join(cls.CONTACTS)}, not {contact!r}"))
+        return out
+
+    def address(self, customer: dict[str, Any]) -> str | None:
+        """The customer's address on this channel; None means no way to reach them."""
+        if self.contact is None:
+            return customer.get("id")
+        value = customer.get(self.contact)
+        return str(value) if value not in (None, "") else None
+
+    def send(self, message: Outbound) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Called after each dispatch batch."""
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,18 @@
+"""`recording`: keeps every message in memory. The dry-run binds each configured channel
+name to one of these (keeping the channel's contact field, so a customer without a
+phone is still reported as `no_contact`)."""
+
+from __future__ import annotations
+
+from engine.channels.base import Channel, Outbound
+
+
+class RecordingChannel(Channel):
+    type_name = "recording"
+
+    def __init__(self, name, options, base_dir):
+        super().__init__(name, options, base_dir)
+        self.sent: list[Outbound] = []
+
+    def send(self, message: Outbound) -> None:
+        self.sent.append(message)

@@ -1,0 +1,269 @@
+"""The command line: a thin shell over the engine. Only this module prints.
+
+Exit codes (all commands): 0 success; 1 rule or config errors; 2 bad usage or an
+unreadable file; 3 (ingest) ran, but some lines were rejected (kept in the database)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from engine import logs
+from engine.app import Engine, Project, build_channels, load_project
+from engine.clock import SystemClock
+from engine.errors import ConfigError, EventError
+from engine.events import parse_time
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXIT_ERRORS, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
+
+
+def _default_config() -> Path:
+    here = Path("config.yaml")
+    return here if here.is_file() else PROJECT_ROOT / "config.yaml"
+
+
+def project_options(func):
+    func = click.option("--templates", "templates_dir", type=click.Path(path_type=Path, file_okay=False),
+                        help="Templates folder [default: templates/ beside the config file].")(func)
+    func = click.option("--rules", "rules_dir", type=click.Path(path_type=Path, file_okay=False),
+                        help="Rules folder [default: rules/ beside the config file].")(func)
+    func = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+                        help="config.yaml [default: ./config.yaml, else the project's].")(func)
+    return func
+
+
+def _load(config_path: Path | None, rules_dir: Path | None, templates_dir: Path | None) -> Project:
+    config_path = config_path or _default_config()
+    if not config_path.is_file():
+        raise click.UsageError(f"config file not found: {config_path}")
+    base = config_path.resolve().parent
+    for label, folder in (("--rules", rules_dir), ("--templates", templates_dir)):
+        if folder is not None and not folder.is_dir():
+            raise click.UsageError(f"{label} {folder}: folder not found")
+    try:
+        return load_project(config_path, rules_dir or base / "rules", templates_dir or base / "templates")
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"config has {len(exc.problems)} error(s); nothing was run", err=True)
+        sys.exit(EXIT_ERRORS)
+
+
+def _print_problems(project: Project, stream_err: bool = True) -> None:
+    for problem in sorted(project.problems, key=lambda p: (p.file, p.line or 0)):
+        click.echo(str(problem), err=stream_err)
+
+
+def _read_lines(source: str):
+    """(line number, text) for a file or '-' (stdin); exit 2 when unreadable."""
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        click.echo(f"cannot read {source}: {exc.strerror}", err=True)
+        sys.exit(EXIT_USAGE)
+    out = []
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            out.append((number, chunk.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.append((number, chunk.decode("utf-8", errors="replace").replace("\ufffd", "?") + "\x00"))
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="returning-customer-engine", message="%(version)s")
+def main() -> None:
+    """Returning-customer automation engine: order events -> YAML rules -> timed messages.
+
+    \b
+    Try it:
+      python run.py check
+      python run.py dry-run --events examples/double11_week.jsonl
+    Exit codes: 0 ok; 1 rule or config errors; 2 bad usage or unreadable file;
+    3 (ingest) some lines rejected.
+    """
+
+
+@main.command()
+@project_options
+def check(config_path, rules_dir, templates_dir) -> None:
+    """Validate config, rules and templates; report every problem.
+
+    Each problem names file, line, key and the fix. Exits 1 when there are errors,
+    0 when all is well (warnings alone do not fail).
+
+    \b
+    Example:
+      python run.py check --rules rules/ --templates templates/
+    """
+    logs.setup("WARNING")
+    project = _load(config_path, rules_dir, templates_dir)
+    _print_problems(project, stream_err=False)
+    errors, warnings = len(project.errors), len(project.rules.warnings)
+    files = len({p.file for p in project.problems})
+    if errors:
+        click.echo(f"{errors} error(s), {warnings} warning(s) in {files} file(s); "
+                   f"{len(project.rules.rules)} rule(s) are fine")
+        sys.exit(EXIT_ERRORS)
+    click.echo(f"OK: {len(project.rules.rules)} rules, {len(project.templates.names())} templates, "
+               f"{len(project.config.channels)} channels; {warnings} warning(s)")
+
+
+def _parse_until(value: str | None, project: Project) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value, project.config.timezone, "--until")
+    except EventError as exc:
+        raise click.BadParameter(exc.reason, param_hint="--until") from None
+
+
+@main.command("dry-run")
+@click.option("--events", "events_file", required=True, metavar="FILE",
+              help="Canonical events, one JSON object per line ('-' for stdin).")
+@project_options
+@click.option("--until", metavar="TIME",
+              help="Stop the virtual clock here (ISO 8601; without offset: shop time). "
+                   "[default: last event + longest wait/expires + 1 day]")
+@click.option("--json", "as_json", is_flag=True,
+              help="stdout: one JSON decision record per line; summary to stderr.")
+def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) -> None:
+    """Show what the rules would send for a file of events, on a virtual clock.
+
+    Runs the real engine on a throwaway database; never touches the configured one.
+    Exits 0 when it ran, 1 on rule or config errors (nothing runs), 2 on bad usage or
+    an unreadable file. Malformed event lines are reported on stderr and skipped.
+
+    \b
+    Example:
+      python run.py dry-run --events examples/double11_week.jsonl --until 2026-11-20
+      python run.py dry-run --events examples/double11_week.jsonl --json | jq .outcome
+    """
+    from engine import report
+    from engine.dryrun import run_dry
+
+    logs.setup("WARNING")
+    project = _load(config_path, rules_dir, templates_dir)
+    if project.errors:
+        _print_problems(project)
+        click.echo(f"{len(project.errors)} rule error(s); fix them (see `python run.py check`). Nothing was run.",
+                   err=True)
+        sys.exit(EXIT_ERRORS)
+    stop = _parse_until(until, project)
+    result = run_dry(project, _read_lines(events_file), stop)
+    for rejected in result.rejected:
+        click.echo(f"{events_file}:{rejected.line}: rejected: {rejected.reason}", err=True)
+    tz = project.config.timezone
+    if as_json:
+        for decision in result.decisions:
+            click.echo(json.dumps(report.record(decision, project.rules, tz), ensure_ascii=False))
+    else:
+        for line in report.timeline(result.decisions, tz):
+            click.echo(line)
+        click.echo("")
+    span = (f"{result.start.astimezone(tz):%Y-%m-%d %H:%M} .. {result.until.astimezone(tz):%Y-%m-%d %H:%M}"
+            if result.start and result.until else "nothing to run")
+    head = (f"dry-run: {result.events} events ({len(result.rejected)} rejected, {result.duplicates} repeated ids "
+            f"ignored), virtual clock {span} {tz.key}")
+    for line in [head, *report.summary(result.decisions, project.rules)]:
+        click.echo(line, err=as_json)
+
+
+@main.command()
+@click.argument("source", metavar="FILE")
+@project_options
+def ingest(source, config_path, rules_dir, templates_dir) -> None:
+    """Load canonical events from a JSON-lines FILE ('-' for stdin) into the database.
+
+    Idempotent on event id: loading a file twice schedules nothing twice. A malformed
+    line is reported with its line number and reason and kept in the rejected_events
+    table; the rest still load (exit 3 when any line was rejected). Broken rules are
+    reported and left out; the others run.
+
+    \b
+    Example:
+      python run.py ingest examples/double11_week.jsonl
+      cat new_orders.jsonl | python run.py ingest -
+    """
+    from engine.dryrun import read_events
+    from engine.store import Store
+
+    project = _load(config_path, rules_dir, templates_dir)
+    logs.setup(project.config.log_level)
+    _print_problems(project)
+    lines = _read_lines(source)
+    events, rejected = read_events(lines, project)
+    store = Store(project.config.database)
+    clock = SystemClock()
+    try:
+        now = clock.now()
+        store.reject([{"source": source, "line": r.line, "raw": r.raw, "reason": r.reason, "received_at": now}
+                      for r in rejected])
+        engine = Engine(project, store, {}, clock)
+        result = engine.ingest(events)
+    finally:
+        store.close()
+    for r in rejected:
+        click.echo(f"{source}:{r.line}: rejected: {r.reason}", err=True)
+    click.echo(f"{source}: {result.accepted} events stored, {result.duplicates} already stored (ignored), "
+               f"{len(rejected)} rejected; {len(result.scheduled)} messages scheduled, "
+               f"{result.suppressed} held back as duplicates")
+    if rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+@main.command()
+@project_options
+def daemon(config_path, rules_dir, templates_dir) -> None:
+    """Run the engine: send due messages through the configured channels, every tick.
+
+    Uses the database in config.yaml (SQLite by default). Feed it events with
+    `python run.py ingest FILE` (from another terminal or a cron job). Broken rules are
+    reported and left out; the others run. Stop with Ctrl-C or SIGTERM: the pass in
+    flight finishes first.
+
+    \b
+    Example:
+      python run.py daemon --config config.yaml
+    """
+    from engine.daemon import Daemon
+    from engine.store import Store
+
+    project = _load(config_path, rules_dir, templates_dir)
+    logs.setup(project.config.log_level)
+    from loguru import logger
+    log = logger.bind(component="daemon")
+    for problem in project.problems:
+        (log.error if problem.severity == "error" else log.warning)("{}", problem)
+    if project.errors:
+        log.error("{} rule(s) disabled because of errors; the other {} run",
+                  len({p.rule_id for p in project.errors}), len(project.rules.rules))
+    store = Store(project.config.database)
+    engine = Engine(project, store, build_channels(project.config), SystemClock())
+    log.info("database {}; {} rules loaded; channels: {}", _safe_url(project.config.database),
+             len(project.rules.rules), ", ".join(f"{n} ({c.type})" for n, c in project.config.channels.items()))
+    Daemon(engine).run()
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of rules files (the project ships it as rules.schema.json).
+
+    \b
+    Example:
+      python run.py schema > rules.schema.json
+    """
+    from engine.rules.schema import render_json_schema
+
+    click.echo(render_json_schema(), nl=False)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

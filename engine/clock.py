@@ -1,0 +1,42 @@
+"""Clocks. Nothing in the engine's logic reads the wall clock: it is handed a Clock.
+
+The daemon uses SystemClock; the dry-run and the tests use VirtualClock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class VirtualClock:
+    """A clock that only moves when told to; never backwards."""
+
+    def __init__(self, start: datetime):
+        self._now = _aware(start)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        when = _aware(when)
+        if when > self._now:
+            self._now = when
+
+    def advance(self, delta) -> None:
+        self._now = self._now + delta
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("clock times must carry a time zone")
+    return value.astimezone(timezone.utc)

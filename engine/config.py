@@ -1,0 +1,156 @@
+"""config.yaml: the shop, the time zone, the database and the channels.
+
+Relative paths (SQLite file, file-channel outboxes) are relative to the config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.durations import parse_duration
+from engine.errors import ConfigError, Problem
+from engine.yamlfile import Lines, did_you_mean, load_yaml_file
+
+DEFAULT_DATABASE = "sqlite:///var/engine.db"
+TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments")
+
+
+@dataclass
+class ChannelConfig:
+    name: str
+    type: str
+    options: dict[str, Any]
+    line: int | None = None
+
+
+@dataclass
+class DispatchConfig:
+    batch_size: int = 500
+    tick: timedelta = timedelta(seconds=1)
+    lease: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class Config:
+    path: Path | None
+    base_dir: Path
+    timezone: ZoneInfo
+    database: str
+    shop: dict[str, Any]
+    channels: dict[str, ChannelConfig]
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
+    log_level: str = "INFO"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tz_name(self) -> str:
+        return self.timezone.key
+
+
+def default_config(base_dir: Path | None = None) -> Config:
+    """What a missing config.yaml means: Shanghai time, SQLite, a log channel."""
+    base = base_dir or Path.cwd()
+    return Config(None, base, ZoneInfo("Asia/Shanghai"), resolve_database(DEFAULT_DATABASE, base),
+                  {"name": "Shop"}, {"log": ChannelConfig("log", "log", {})})
+
+
+def resolve_database(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path relative to the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        rest = url[len(prefix):]
+        return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate config.yaml; raise ConfigError listing every problem."""
+    from engine.channels import channel_class, channel_types  # registry; imported late to avoid a cycle
+
+    display = str(path)
+    data, lines, problems = load_yaml_file(path, display)
+    if data is None and not problems:
+        data = {}
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(display, 1, "", "config.yaml must be a mapping of keys such as timezone, database, channels")])
+    base = path.resolve().parent
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(lines.problem((key,), f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}"))
+
+    tz = _timezone(data.get("timezone", "Asia/Shanghai"), lines, problems)
+    database = data.get("database", DEFAULT_DATABASE)
+    if not isinstance(database, str):
+        problems.append(lines.problem(("database",), "must be a database URL such as sqlite:///var/engine.db "
+                                      "or postgresql+psycopg://user@host/db"))
+        database = DEFAULT_DATABASE
+    shop = data.get("shop", {}) or {}
+    if not isinstance(shop, dict):
+        problems.append(lines.problem(("shop",), "must be a mapping, such as {name: 小明户外}"))
+        shop = {}
+    channels = _channels(data.get("channels"), lines, problems, channel_types())
+    for channel in channels.values():
+        for option, message in channel_class(channel.type).option_problems(channel.options):
+            problems.append(lines.problem(("channels", channel.name, option), message))
+    dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
+    log_level = str((data.get("log") or {}).get("level", "INFO")).upper()
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, data)
+
+
+def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(lines.problem(("timezone",), f"unknown time zone {value!r}; write an IANA name such as Asia/Shanghai"))
+        return ZoneInfo("Asia/Shanghai")
+
+
+def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict[str, ChannelConfig]:
+    if raw is None:
+        return {"log": ChannelConfig("log", "log", {})}
+    if not isinstance(raw, dict):
+        problems.append(lines.problem(("channels",), "must map channel names to settings, such as sms: {type: file, path: outbox/sms.jsonl}"))
+        return {}
+    out = {}
+    for name, settings in raw.items():
+        path = ("channels", name)
+        if not isinstance(settings, dict) or "type" not in settings:
+            problems.append(lines.problem(path, f"needs a type; known types: {', '.join(known_types)}"))
+            continue
+        ctype = settings["type"]
+        if ctype not in known_types:
+            problems.append(lines.problem(path + ("type",), f"unknown channel type {ctype!r}{did_you_mean(ctype, known_types)}; "
+                                          f"known: {', '.join(known_types)}"))
+            continue
+        options = {k: v for k, v in settings.items() if k != "type"}
+        out[str(name)] = ChannelConfig(str(name), ctype, options, lines.line(path))
+    return out
+
+
+def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:
+    cfg = DispatchConfig()
+    if not isinstance(raw, dict):
+        problems.append(lines.problem(("dispatch",), "must be a mapping with batch_size, tick, lease"))
+        return cfg
+    for key, value in raw.items():
+        path = ("dispatch", key)
+        if key == "batch_size":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(lines.problem(path, "must be a whole number of messages, such as 500"))
+            else:
+                cfg.batch_size = value
+        elif key in ("tick", "lease"):
+            try:
+                setattr(cfg, key, parse_duration(value))
+            except ValueError as exc:
+                problems.append(lines.problem(path, str(exc)))
+        else:
+            problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, ['batch_size', 'tick', 'lease'])}"))
+    return cfg

@@ -1,0 +1,149 @@
+"""The dry-run: the real engine on a throwaway database with a virtual clock and
+recording channels. It never opens the configured database.
+
+Events are fed in time order. The virtual clock jumps from one due time to the next;
+each message is decided at its own due time. Events are ingested in batches, and a batch
+is cut before any event whose customer has a message that could be due by then, so
+every decision sees the customer's state exactly as it was at that moment."""
+
+from __future__ import annotations
+
+import heapq
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterable
+
+from engine.app import Engine, Project
+from engine.channels import Channel
+from engine.channels.recording import RecordingChannel
+from engine.clock import VirtualClock
+from engine.errors import EventError
+from engine.events import Event, parse_line
+from engine.store import Store
+
+BATCH = 2000
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass
+class DryRunResult:
+    decisions: list[dict]
+    rejected: list[Rejected]
+    events: int
+    duplicates: int
+    start: datetime | None
+    until: datetime | None
+    channels: dict[str, Channel] = field(default_factory=dict)
+
+
+def read_events(lines: Iterable[tuple[int, str]], project: Project) -> tuple[list[Event], list[Rejected]]:
+    events, rejected = [], []
+    tz = project.config.timezone
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            events.append(parse_line(text, tz))
+        except EventError as exc:
+            rejected.append(Rejected(number, str(exc), text.rstrip("\n")))
+    return events, rejected
+
+
+def default_until(project: Project, events: list[Event]) -> datetime | None:
+    """The last event + the longest wait/expires of the rules + one day."""
+    if not events:
+        return None
+    horizon = max((r.horizon for r in project.rules.rules), default=timedelta(0))
+    return max(e.time for e in events) + horizon + timedelta(days=1)
+
+
+def _leads(project: Project) -> dict[str, timedelta]:
+    """For each event type, the earliest a message it starts can be due after it."""
+    leads: dict[str, timedelta] = {}
+    for rule in project.rules.rules:
+        lead = timedelta(0) if rule.send_at is not None else (rule.wait or timedelta(0))
+        for etype in rule.when:
+            leads[etype] = min(leads.get(etype, lead), lead)
+    return leads
+
+
+class _Replay:
+    def __init__(self, engine: Engine, leads: dict[str, timedelta]):
+        self.engine = engine
+        self.leads = leads
+        self.dues: dict[str, list[datetime]] = {}  # customer -> heap of pending due times
+        self.batch: list[Event] = []
+        self.possible: dict[str, datetime] = {}  # customer -> earliest due the batch may create
+        self.dispatched_until: datetime | None = None
+        self.duplicates = 0
+
+    def feed(self, event: Event) -> None:
+        if self._must_cut(event) or len(self.batch) >= BATCH:
+            self.flush()
+            self.dispatch(event.time)
+        self.batch.append(event)
+        lead = self.leads.get(event.type)
+        if lead is not None:
+            due = event.time + lead
+            current = self.possible.get(event.customer_id)
+            self.possible[event.customer_id] = due if current is None else min(current, due)
+
+    def _must_cut(self, event: Event) -> bool:
+        possible = self.possible.get(event.customer_id)
+        if possible is not None and possible <= event.time:
+            return True
+        heap = self.dues.get(event.customer_id)
+        while heap and self.dispatched_until is not None and heap[0] <= self.dispatched_until:
+            heapq.heappop(heap)
+        return bool(heap) and heap[0] <= event.time
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        report = self.engine.ingest(self.batch, virtual=True)
+        self.duplicates += report.duplicates
+        for customer, due in report.scheduled:
+            heapq.heappush(self.dues.setdefault(customer, []), due)
+        self.batch = []
+        self.possible.clear()
+
+    def dispatch(self, until: datetime) -> None:
+        self.engine.clock.set(until)
+        report = self.engine.dispatch(until, virtual=True)
+        for customer, due in report.rescheduled:
+            heapq.heappush(self.dues.setdefault(customer, []), due)
+        self.dispatched_until = until
+
+
+def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime | None = None,
+            workdir: Path | None = None) -> DryRunResult:
+    events, rejected = read_events(lines, project)
+    events.sort(key=lambda e: e.time)
+    until = until or default_until(project, events)
+    kept = [e for e in events if until is None or e.time <= until]
+    start = kept[0].time if kept else until
+    channels = {name: RecordingChannel(name, {"contact": c.options.get("contact")}, project.config.base_dir)
+                for name, c in project.config.channels.items()}
+    with tempfile.TemporaryDirectory(prefix="engine-dry-run-", dir=workdir) as tmp:
+        store = Store(f"sqlite:///{Path(tmp) / 'dry-run.db'}", throwaway=True)
+        engine = Engine(project, store, channels, VirtualClock(start or datetime.now().astimezone()))
+        try:
+            replay = _Replay(engine, _leads(project))
+            for event in kept:
+                replay.feed(event)
+            replay.flush()
+            if until is not None:
+                replay.dispatch(until)
+            decisions = store.rows("message_log", order_by="id")
+        finally:
+            store.close()
+    decisions.sort(key=lambda d: (d["time"], d["id"]))
+    return DryRunResult(decisions, rejected, len(kept), replay.duplicates, start, until, channels)

@@ -1,0 +1,145 @@
+"""Ingest: store events idempotently, update customers and orders, schedule messages.
+
+Work is batched: one query loads the batch's known event ids, customers and orders; the
+state changes and rule matches happen in Python; one transaction writes it all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from engine.context import build_context
+from engine.events import Event
+from engine.rules.model import RuleSet
+from engine.schedule import message_row
+from engine.state import apply_customer, apply_order, new_customer, new_order
+from engine.store import ConcurrentIngest, IngestWrite, Store
+from engine.triggers.events import Broken, match
+
+log = logger.bind(component="intake")
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    duplicates: int = 0  # events already stored (same id)
+    scheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer id, due)
+    suppressed: int = 0  # messages that lost to the dedup key
+    failed: int = 0  # rules whose expressions failed on an event
+
+    def add(self, other: "IngestReport") -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.scheduled.extend(other.scheduled)
+        self.suppressed += other.suppressed
+        self.failed += other.failed
+
+
+class Intake:
+    def __init__(self, store: Store, rules: Callable[[], RuleSet], tz: ZoneInfo, shop: dict):
+        self.store = store
+        self.rules = rules  # a callable, so a reload swaps rules between batches
+        self.tz = tz
+        self.shop = shop
+
+    def ingest(self, events: Iterable[Event], now: datetime | None, batch_size: int = 2000) -> IngestReport:
+        """Ingest events. `now` is the arrival time; None means each event arrives at
+        its own time (the dry-run's virtual clock)."""
+        report = IngestReport()
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= batch_size:
+                report.add(self._batch_with_retry(batch, now))
+                batch = []
+        if batch:
+            report.add(self._batch_with_retry(batch, now))
+        return report
+
+    def _batch_with_retry(self, batch: list[Event], now: datetime | None) -> IngestReport:
+        for attempt in range(3):
+            try:
+                return self._batch(batch, now)
+            except ConcurrentIngest as exc:
+                log.warning("batch of {} events raced another writer ({}); redoing it", len(batch), exc)
+        return self._batch(batch, now)
+
+    def _batch(self, batch: list[Event], now: datetime | None) -> IngestReport:
+        report = IngestReport()
+        known = self.store.existing_event_ids(e.id for e in batch)
+        fresh: list[Event] = []
+        for event in batch:
+            if event.id in known:
+                report.duplicates += 1
+            else:
+                known.add(event.id)
+                fresh.append(event)
+        if not fresh:
+            return report
+        customers = self.store.customers_by_id(e.customer_id for e in fresh)
+        orders = self.store.orders_by_id(e.order_id for e in fresh if e.order_id)
+        rules = self.rules()
+        write = IngestWrite()
+        planned: dict[tuple[str, str], dict] = {}
+        lost: list[dict] = []
+        for event in fresh:
+            arrived = now or event.time
+            customer = customers.get(event.customer_id) or new_customer(event.customer_id)
+            customers[event.customer_id] = apply_customer(customer, event)
+            order = None
+            if event.order_id:
+                order = orders.get(event.order_id) or new_order(event.order_id, event.customer_id)
+                orders[event.order_id] = apply_order(order, event)
+            write.events.append({"id": event.id, "type": event.type, "time": event.time,
+                                 "customer_id": event.customer_id, "order_id": event.order_id,
+                                 "payload": event.to_json(), "received_at": arrived})
+            if not rules.for_event(event.type):
+                continue
+            context = build_context(customer, order, {"id": event.id, "type": event.type, "time": event.time},
+                                    event.data, self.shop, arrived, self.tz)
+            for result in match(rules, event, context, self.tz):
+                if isinstance(result, Broken):
+                    report.failed += 1
+                    write.log.append(_log_row(result.rule, event, arrived, "failed", "expression_error", result.detail))
+                    continue
+                row = message_row(result, event, arrived)
+                key = (row["rule_id"], row["dedup_key"])
+                if key in planned:
+                    lost.append(row)
+                else:
+                    planned[key] = row
+        touched_customers = {e.customer_id for e in fresh}
+        touched_orders = {e.order_id for e in fresh if e.order_id}
+        write.customers = [customers[c] for c in touched_customers]
+        write.orders = [orders[o] for o in touched_orders]
+        write.messages = list(planned.values())
+
+        def duplicates(scheduled: dict) -> list[dict]:
+            rows = lost + [r for k, r in planned.items() if k not in scheduled]
+            return [_duplicate_row(r) for r in rows]
+
+        inserted, scheduled = self.store.write_ingest(write, duplicates)
+        report.accepted = len(inserted)
+        for key, row in planned.items():
+            if key in scheduled:
+                report.scheduled.append((row["customer_id"], row["due_at"]))
+        report.suppressed += len(lost) + len(planned) - len(scheduled)
+        return report
+
+
+def _log_row(rule, event: Event, when: datetime, outcome: str, reason: str, detail: str) -> dict:
+    return {"message_id": None, "time": when, "rule_id": rule.id, "customer_id": event.customer_id,
+            "order_id": event.order_id, "channel": rule.channel, "kind": rule.kind, "outcome": outcome,
+            "reason": reason, "detail": detail, "body": None}
+
+
+def _duplicate_row(row: dict) -> dict:
+    scope, _, value = row["dedup_key"].partition(":")
+    detail = f"rule {row['rule_id']} already fired once for {scope} {value} (once_per: {scope})"
+    return {"message_id": None, "time": row["created_at"], "rule_id": row["rule_id"],
+            "customer_id": row["customer_id"], "order_id": row["order_id"], "channel": row["channel"],
+            "kind": row["kind"], "outcome": "suppressed", "reason": "duplicate", "detail": detail, "body": None}

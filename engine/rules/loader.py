@@ -1,0 +1,247 @@
+"""Load rules/*.yaml: parse with line marks, validate each rule in stages, compile.
+
+One function serves `check` (report everything) and the daemon (run the rules that
+are fine, disable the broken ones). Every problem names file, line, key path and fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from engine.durations import HINT as DURATION_HINT, parse_duration
+from engine.errors import ExpressionError, Problem, TemplateError
+from engine.events import STANDARD_TYPES
+from engine.rules.model import Condition, Rule, RuleSet
+from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
+from engine.templates import Templates
+from engine.yamlfile import Lines, did_you_mean, format_path, load_yaml_file
+
+_TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts"}
+
+
+def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
+               display_root: Path | None = None) -> RuleSet:
+    """Load every *.yaml / *.yml file under `folder`, in name order."""
+    problems: list[Problem] = []
+    rules: list[Rule] = []
+    seen: dict[str, Rule] = {}
+    folder = Path(folder)
+    if not folder.is_dir():
+        return RuleSet([], [Problem(str(folder), None, "", "rules folder not found; pass --rules DIR")])
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    validator = _Validator(templates, sorted(channels))
+    for path in files:
+        display = _display(path, display_root)
+        data, lines, file_problems = load_yaml_file(path, display)
+        problems.extend(file_problems)
+        if any(p.severity == "error" and p.path == "" for p in file_problems):
+            continue  # syntax error: nothing in this file can be trusted
+        for rule in validator.file(data, lines, problems):
+            if rule.id in seen:
+                first = seen[rule.id]
+                problems.append(Problem(display, rule.line, f"{rule.key_path}.id",
+                                        f"duplicate id {rule.id!r}, already used at {first.file}:{first.line}; "
+                                        "ids must be unique across all files", rule_id=rule.id))
+                continue
+            seen[rule.id] = rule
+            rules.append(rule)
+    broken = {p.rule_id for p in problems if p.severity == "error" and p.rule_id}
+    return RuleSet([r for r in rules if r.id not in broken], problems)
+
+
+def _display(path: Path, root: Path | None) -> str:
+    try:
+        return str(path.resolve().relative_to((root or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
+
+
+class _Validator:
+    def __init__(self, templates: Templates, channels: list[str]):
+        self.templates = templates
+        self.channels = channels
+        self._template_checked: dict[str, str | None] = {}
+
+    def file(self, data, lines: Lines, problems: list[Problem]) -> list[Rule]:
+        if data is None:
+            return []
+        if not isinstance(data, dict):
+            problems.append(lines.problem((), "a rules file is a mapping with a list under 'rules:'"))
+            return []
+        for key in data:
+            if key not in FILE_KEYS:
+                problems.append(lines.problem((key,), f"unknown key {key!r}{did_you_mean(key, FILE_KEYS)}; "
+                                              "a rules file holds a list under 'rules:'"))
+        items = data.get("rules")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            problems.append(lines.problem(("rules",), "must be a list of rules, each starting with '- id: ...'"))
+            return []
+        out = []
+        for index, item in enumerate(items):
+            rule = self.rule(item, ("rules", index), lines, problems)
+            if rule is not None:
+                out.append(rule)
+        return out
+
+    # stage 1: shape ------------------------------------------------------------------
+    def rule(self, item, path: tuple, lines: Lines, problems: list[Problem]) -> Rule | None:
+        if not isinstance(item, dict):
+            problems.append(lines.problem(path, "each rule is a mapping of keys such as id, when, channel, template"))
+            return None
+        rule_id = item.get("id") if isinstance(item.get("id"), str) else None
+        start = len(problems)
+
+        def report(key_path: tuple, message: str, severity: str = "error") -> None:
+            problems.append(lines.problem(path + key_path, message, severity, rule_id or f"@{lines.file}{path}"))
+
+        for key, value in item.items():
+            spec = FIELD_BY_NAME.get(key)
+            if spec is None:
+                report((key,), f"unknown key {key!r}{did_you_mean(key, FIELD_BY_NAME)}")
+            else:
+                self._shape(spec, value, (key,), report)
+        for spec in FIELDS:
+            if spec.required and spec.name not in item:
+                report((), f"missing required key {spec.name!r} (for example: {spec.name}: {spec.example})")
+        if "wait" in item and "send_at" in item:
+            report(("send_at",), "use either wait or send_at, not both")
+        if len(problems) > start:
+            return None  # stage 2 needs a well-shaped rule
+        return self._compile(item, path, lines, report)
+
+    def _shape(self, spec, value, key_path: tuple, report) -> None:
+        ok = any(_is_type(value, t) for t in spec.types)
+        if not ok:
+            wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in spec.types)
+            report(key_path, f"must be {wanted}, not {_describe(value)} (for example: {spec.name}: {spec.example})")
+            return
+        if spec.choices and value not in spec.choices:
+            report(key_path, f"{value!r} is not allowed{did_you_mean(value, spec.choices)}; "
+                             f"choose one of: {', '.join(spec.choices)}")
+        if spec.name == "id" and not _valid_id(value):
+            report(key_path, f"{value!r}: use letters, digits, '-', '_', '.', ':' (for example: payment-reminder)")
+
+    # stage 2: meaning ----------------------------------------------------------------
+    def _compile(self, item: dict, path: tuple, lines: Lines, report) -> Rule | None:
+        errors_before = _ErrorCounter(report)
+        report = errors_before
+        when = _as_tuple(item["when"])
+        for i, etype in enumerate(when):
+            if etype not in STANDARD_TYPES:
+                key = ("when",) if isinstance(item["when"], str) else ("when", i)
+                report(key, f"unknown event type {etype!r}{did_you_mean(etype, STANDARD_TYPES)} "
+                            "(custom types are allowed; ignore this if it is one)", "warning")
+        durations = {}
+        for key in ("wait", "expires"):
+            if key in item:
+                try:
+                    durations[key] = parse_duration(item[key])
+                except ValueError:
+                    report((key,), f"bad duration {item[key]!r}; {DURATION_HINT}")
+        channel = item["channel"]
+        if channel not in self.channels:
+            report(("channel",), f"unknown channel {channel!r}{did_you_mean(channel, self.channels)}; "
+                                 f"channels in config.yaml: {', '.join(self.channels) or '(none)'}")
+        self._check_template(item["template"], report)
+        once_per = item.get("once_per", "event")
+        if once_per == "order" and when and all(not t.startswith("order.") for t in when):
+            report(("once_per",), "once_per: order needs order events in 'when'; use customer or event")
+        conditions = self._conditions(item, "if", report)
+        unless = self._conditions(item, "unless", report)
+        send_at = None
+        if "send_at" in item:
+            compiled = self._conditions(item, "send_at", report)
+            send_at = compiled[0] if compiled else None
+        if errors_before.count:
+            return None
+        return Rule(id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
+                    when=when, channel=channel, template=item["template"], once_per=once_per,
+                    conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
+                    send_at=send_at, expires=durations.get("expires"), enabled=item.get("enabled", True),
+                    file=lines.file, line=lines.line(path), key_path=format_path(path), raw=dict(item))
+
+    def _conditions(self, item: dict, key: str, report) -> list[Condition]:
+        if key not in item:
+            return []
+        value = item[key]
+        sources = [value] if isinstance(value, str) else list(value)
+        out = []
+        for i, source in enumerate(sources):
+            key_path = (key,) if isinstance(value, str) else (key, i)
+            try:
+                out.append(Condition(source, self.templates.compile_expression(source)))
+            except ExpressionError as exc:
+                report(key_path, f"expression does not compile: {exc.reason}")
+        return out
+
+    def _check_template(self, name: str, report) -> None:
+        if name not in self._template_checked:
+            self._template_checked[name] = self._template_problem(name)
+        message = self._template_checked[name]
+        if message:
+            report(("template",), message)
+
+    def _template_problem(self, name: str) -> str | None:
+        if not self.templates.exists(name):
+            known = self.templates.names()
+            return (f"template {name!r} not found in {self.templates.folder}{did_you_mean(name, known)}; "
+                    f"templates there: {', '.join(known) or '(none)'}")
+        try:
+            self.templates.get(name)
+            unknown = self.templates.undeclared(name)
+        except TemplateError as exc:
+            return f"template {name} does not compile: {exc.reason}"
+        if unknown:
+            return (f"template {name} uses {', '.join(sorted(unknown))}, which messages do not have; "
+                    "available: customer, order, event, data, shop, now")
+        return None
+
+
+class _ErrorCounter:
+    """Wraps a report function and counts the errors (not warnings) it reported."""
+
+    def __init__(self, report):
+        self._report = report
+        self.count = 0
+
+    def __call__(self, key_path, message, severity="error"):
+        if severity == "error":
+            self.count += 1
+        self._report(key_path, message, severity)
+
+
+def _as_tuple(value) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _is_type(value, name: str) -> bool:
+    if name == "string":
+        return isinstance(value, str) and value.strip() != ""
+    if name == "boolean":
+        return isinstance(value, bool)
+    if name == "list-of-strings":
+        return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+    raise AssertionError(name)
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"{value} (a number)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str) and not value.strip():
+        return "empty text"
+    return repr(value)
+
+
+def _valid_id(value: str) -> bool:
+    return re.match(ID_PATTERN, value) is not None

@@ -1,0 +1,71 @@
+"""A validated, compiled rule: what the matcher and the dispatcher run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable
+
+Evaluator = Callable[[dict], Any]
+
+
+@dataclass(frozen=True)
+class Condition:
+    source: str
+    evaluate: Evaluator
+
+
+@dataclass
+class Rule:
+    id: str
+    name: str
+    kind: str  # service | marketing
+    when: tuple[str, ...]
+    channel: str
+    template: str
+    once_per: str = "event"
+    conditions: tuple[Condition, ...] = ()
+    unless: tuple[Condition, ...] = ()
+    wait: timedelta | None = None
+    send_at: Condition | None = None
+    expires: timedelta | None = None
+    enabled: bool = True
+    file: str = ""
+    line: int | None = None
+    key_path: str = ""  # where it stands in its file, such as rules[2]
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far past its event this rule can still act (for the dry-run's default end)."""
+        return (self.wait or timedelta(0)) + (self.expires or timedelta(0))
+
+
+@dataclass
+class RuleSet:
+    """The rules that loaded cleanly, indexed by event type, plus every problem found."""
+
+    rules: list[Rule]
+    problems: list = field(default_factory=list)
+    by_type: dict[str, list[Rule]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_type = {}
+        for rule in self.rules:
+            if rule.enabled:
+                for etype in rule.when:
+                    self.by_type.setdefault(etype, []).append(rule)
+
+    @property
+    def errors(self) -> list:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def for_event(self, etype: str) -> list[Rule]:
+        return self.by_type.get(etype, ())

@@ -1,0 +1,101 @@
+"""The rule format, declared once. The validator reads these specs, and the published
+JSON Schema (rules.schema.json, for marketers' editors) is generated from them; a test
+keeps the committed file equal to what `json_schema()` produces."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*[smhdw]\s*)+$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "rules.schema.json"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    types: tuple[str, ...]  # "string", "boolean", "integer", "list-of-strings"
+    help: str
+    example: str
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    default: object = None
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("id", ("string",), "Unique, stable id of the rule across all files; dedup and reports key on it.",
+          "payment-reminder", required=True, pattern=ID_PATTERN),
+    Field("name", ("string",), "Free text shown in reports and the dry-run.", "催付 · 下单30分钟未付款"),
+    Field("description", ("string",), "Notes for colleagues; not used by the engine.", "why this rule exists"),
+    Field("kind", ("string",), "service (order updates) or marketing (subject to marketing limits).",
+          "service", choices=("service", "marketing"), default="marketing"),
+    Field("when", ("string", "list-of-strings"), "Event type that starts the rule, or a list of them.",
+          "order.created", required=True),
+    Field("if", ("string", "list-of-strings"),
+          "Condition(s) checked when the event arrives; all must hold. Jinja expressions over "
+          "event, customer, order, data, now.", "order.amount >= 50"),
+    Field("wait", ("string",), "Delay after the event time before sending: 30s, 30m, 2h, 3d, 1w.", "30m",
+          pattern=DURATION_PATTERN),
+    Field("send_at", ("string",), "Expression giving the send time (instead of wait).",
+          "datetime(data.expires_at) - duration('24h')"),
+    Field("unless", ("string", "list-of-strings"),
+          "Condition(s) re-checked at send time on the current state; any true cancels the message.",
+          "order.status != 'created'"),
+    Field("expires", ("string",), "Drop the message as expired when it cannot be sent within this after its due time.",
+          "24h", pattern=DURATION_PATTERN),
+    Field("channel", ("string",), "A channel defined in config.yaml.", "sms", required=True),
+    Field("template", ("string",), "A template file under templates/.", "payment_reminder.sms.j2", required=True),
+    Field("once_per", ("string",), "Dedup scope: the rule fires at most once per event, order or customer.",
+          "order", choices=("event", "order", "customer"), default="event"),
+    Field("enabled", ("boolean",), "false switches the rule off without deleting it.", "true", default=True),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+FILE_KEYS = ("rules",)
+
+
+def _property(field: Field) -> dict:
+    variants = []
+    for t in field.types:
+        if t == "list-of-strings":
+            variants.append({"type": "array", "items": {"type": "string"}, "minItems": 1})
+        else:
+            variant: dict = {"type": t}
+            if field.choices:
+                variant["enum"] = list(field.choices)
+            if field.pattern:
+                variant["pattern"] = field.pattern
+            variants.append(variant)
+    prop = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    prop = {"description": field.help, **prop, "examples": [field.example]}
+    if field.default is not None:
+        prop["default"] = field.default
+    return prop
+
+
+def json_schema() -> dict:
+    """JSON Schema (draft 2020-12) of a rules file, generated from FIELDS."""
+    rule = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [f.name for f in FIELDS if f.required],
+        "properties": {f.name: _property(f) for f in FIELDS},
+        "not": {"required": ["wait", "send_at"]},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "rules.schema.json",
+        "title": "Returning-customer engine rules file",
+        "description": "A file under rules/: a list of rules mapping order events to timed messages.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rules"],
+        "properties": {"rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}}},
+        "$defs": {"rule": rule},
+    }
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"

@@ -1,0 +1,124 @@
+"""The tables. Times are stored as naive UTC in both SQLite and PostgreSQL and come
+back as aware UTC datetimes, so the two databases behave the same."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text,
+                        TypeDecorator, UniqueConstraint)
+
+
+class UTCDateTime(TypeDecorator):
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; times must be aware")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite text form, seen in raw SQL results
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)
+
+
+metadata = MetaData()
+ID = String(200)
+
+events = Table(
+    "events", metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("order_id", ID),
+    Column("payload", JSON, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+Index("ix_events_customer", events.c.customer_id, events.c.time)
+
+rejected_events = Table(
+    "rejected_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(500), nullable=False),
+    Column("line", Integer),
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+customers = Table(
+    "customers", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200)),
+    Column("phone", String(50)),
+    Column("email", String(320)),
+    Column("birthday", String(10)),
+    Column("timezone", String(64)),
+    Column("tags", JSON, nullable=False),
+    Column("attrs", JSON, nullable=False),
+    Column("first_seen_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+)
+
+_STAGES = ("created", "paid", "shipped", "out_for_delivery", "signed", "completed",
+           "refund_requested", "refunded", "closed")
+orders = Table(
+    "orders", metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, nullable=False, index=True),
+    Column("status", String(32)),
+    Column("amount", Float),
+    Column("items", JSON, nullable=False),
+    Column("attrs", JSON, nullable=False),
+    Column("first_event_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    *[Column(f"{stage}_at", UTCDateTime) for stage in _STAGES],
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", String(200), nullable=False),
+    Column("dedup_key", String(450), nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("order_id", ID),
+    Column("event_id", ID),
+    Column("channel", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("state", String(20), nullable=False),  # pending | claimed | sent | cancelled | ...
+    Column("reason", String(50)),
+    Column("detail", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("rule_id", "dedup_key", name="uq_messages_rule_dedup"),
+)
+Index("ix_messages_state_due", messages.c.state, messages.c.due_at)
+Index("ix_messages_customer", messages.c.customer_id)
+
+message_log = Table(
+    "message_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer),
+    Column("time", UTCDateTime, nullable=False),
+    Column("rule_id", String(200), nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("order_id", ID),
+    Column("channel", String(100)),
+    Column("kind", String(20)),
+    Column("outcome", String(20), nullable=False),
+    Column("reason", String(50)),
+    Column("detail", Text),
+    Column("body", Text),
+)
+Index("ix_message_log_customer", message_log.c.customer_id, message_log.c.time)

@@ -1,0 +1,212 @@
+"""The one sandboxed Jinja environment used for message templates and rule expressions.
+
+Marketers learn one language: `{{ order.items[0].name }}` in a template and
+`order.amount >= 50` in a rule are evaluated the same way. Missing values fail loudly
+(StrictUndefined): a message is never sent with an empty name."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.durations import parse_duration
+from engine.errors import ExpressionError, TemplateError
+
+CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
+EXPRESSION_NAMES = ("customer", "order", "event", "data", "now", "shop")
+SMS_SINGLE, SMS_PART = 70, 67
+
+
+class Record:
+    """A read-only view of a dict with attribute access: `order.items[0].name`.
+
+    A key that is absent or None is undefined, so StrictUndefined reports it (use
+    `| default('亲')` or `is defined` in templates)."""
+
+    __slots__ = ("_d", "_path")
+
+    def __init__(self, data: dict, path: str):
+        self._d = data
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            value = self._d[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        if value is None:
+            raise AttributeError(name)
+        return wrap(value, f"{self._path}.{name}")
+
+    def __getitem__(self, name):
+        try:
+            return self.__getattr__(name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name) -> bool:
+        return self._d.get(name) is not None
+
+    def __bool__(self) -> bool:
+        return bool(self._d)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Record) and other._d == self._d
+
+    def __repr__(self) -> str:
+        return f"<{self._path}>"
+
+
+def wrap(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        return Record(value, path)
+    if isinstance(value, list):
+        return [wrap(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message names the variable as the marketer wrote it."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if isinstance(obj, Record):
+            return f"{obj._path}.{self._undefined_name} is missing (add | default('...') or check 'is defined')"
+        if self._undefined_name is not None and obj is jinja2.utils.missing:
+            return f"{self._undefined_name} is not defined; available: {', '.join(CONTEXT_NAMES)}"
+        return super()._undefined_message
+
+
+def _to_datetime(value, tz: ZoneInfo) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz)
+        return value.astimezone(tz)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=tz)
+    raise TypeError(f"not a time: {value!r}")
+
+
+def mask_phone(value) -> str:
+    """13800000000 -> 138****0000 (also used for logs)."""
+    text = str(value or "")
+    if len(text) >= 7:
+        return text[:3] + "*" * (len(text) - 7) + text[-4:]
+    return "*" * len(text)
+
+
+def sms_segments(text: str, single: int = SMS_SINGLE, part: int = SMS_PART) -> int:
+    """Billed SMS segments, counting characters (not bytes)."""
+    n = len(text)
+    return 1 if n <= single else math.ceil(n / part)
+
+
+class Templates:
+    """Loads, validates and renders templates; compiles rule expressions."""
+
+    def __init__(self, folder: Path | None, tz: ZoneInfo, shop: dict | None = None):
+        self.folder = folder
+        self.tz = tz
+        self.shop = shop or {}
+        loader = jinja2.FileSystemLoader(str(folder), encoding="utf-8") if folder else None
+        env = SandboxedEnvironment(loader=loader, undefined=_Undefined, autoescape=False,
+                                   keep_trailing_newline=False, auto_reload=False, cache_size=-1)
+        env.filters["money"] = self._money
+        env.filters["date"] = self._date
+        env.filters["mask_phone"] = mask_phone
+        env.globals["datetime"] = self._datetime
+        env.globals["duration"] = parse_duration
+        self.env = env
+        self._cache: dict[str, jinja2.Template] = {}
+
+    # filters and functions ---------------------------------------------------------
+    def _money(self, value, symbol: str | None = None) -> str:
+        symbol = symbol if symbol is not None else self.shop.get("currency_symbol", "¥")
+        return f"{symbol}{float(value):,.2f}"
+
+    def _date(self, value, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return _to_datetime(value, self.tz).strftime(fmt)
+
+    def _datetime(self, value) -> datetime:
+        return _to_datetime(value, self.tz)
+
+    # templates ---------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        return self.folder is not None and (self.folder / name).is_file()
+
+    def names(self) -> list[str]:
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.glob("*.j2"))
+
+    def undeclared(self, name: str) -> set[str]:
+        """Variables a template uses that the context does not provide."""
+        source = self.env.loader.get_source(self.env, name)[0]
+        used = meta.find_undeclared_variables(self.env.parse(source))
+        return used - set(CONTEXT_NAMES) - set(self.env.globals)
+
+    def get(self, name: str) -> jinja2.Template:
+        tmpl = self._cache.get(name)
+        if tmpl is None:
+            try:
+                tmpl = self.env.get_template(name)
+            except jinja2.TemplateNotFound:
+                raise TemplateError(name, "template file not found") from None
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(name, f"line {exc.lineno}: {exc.message}") from None
+            self._cache[name] = tmpl
+        return tmpl
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        tmpl = self.get(name)
+        try:
+            return tmpl.render(context).strip()
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(name, exc.message or str(exc)) from None
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(name, f"not allowed: {exc}") from None
+        except Exception as exc:  # a filter given a bad value, a division by zero...
+            raise TemplateError(name, f"{type(exc).__name__}: {exc}") from None
+
+    # expressions -------------------------------------------------------------------
+    def compile_expression(self, source: str) -> Callable[[dict], Any]:
+        """Compile once; the returned function raises ExpressionError when evaluation fails."""
+        try:
+            compiled = self.env.compile_expression(source, undefined_to_none=False)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExpressionError(source, exc.message or "syntax error") from None
+        used = meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
+        unknown = used - set(EXPRESSION_NAMES) - set(self.env.globals)
+        if unknown:
+            raise ExpressionError(source, f"unknown name {sorted(unknown)[0]!r}; "
+                                          f"expressions can use {', '.join(EXPRESSION_NAMES)}")
+
+        def evaluate(context: dict) -> Any:
+            try:
+                value = compiled(**context)
+                if isinstance(value, jinja2.Undefined):
+                    value._fail_with_undefined_error()
+                return value
+            except jinja2.UndefinedError as exc:
+                raise ExpressionError(source, exc.message or str(exc)) from None
+            except ExpressionError:
+                raise
+            except Exception as exc:
+                raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from None
+
+        return evaluate
+

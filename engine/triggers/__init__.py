@@ -1,0 +1,1 @@
+"""Triggers: what starts a rule. This release: order and customer events."""

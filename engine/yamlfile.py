@@ -1,0 +1,117 @@
+"""YAML loading that keeps line numbers, so every error can name file and line.
+
+`load_yaml` returns the plain Python value plus a `Lines` map from key paths such as
+("rules", 2, "channel") to the 1-based line where that key (or item) is written."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import Problem
+
+_YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
+
+
+@dataclass
+class Lines:
+    file: str
+    by_path: dict[tuple, int] = field(default_factory=dict)
+
+    def line(self, path: tuple) -> int | None:
+        """The line of `path`, or of its nearest written ancestor."""
+        while path:
+            if path in self.by_path:
+                return self.by_path[path]
+            path = path[:-1]
+        return self.by_path.get((), None)
+
+    def problem(self, path: tuple, message: str, severity: str = "error", rule_id=None) -> Problem:
+        return Problem(self.file, self.line(path), format_path(path), message, severity, rule_id)
+
+
+def format_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.lines = Lines(file)
+        self.problems: list[Problem] = []
+        self._loader = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        self.lines.by_path.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            out = []
+            for index, item in enumerate(node.value):
+                self.lines.by_path[path + (index,)] = item.start_mark.line + 1
+                out.append(self.build(item, path + (index,)))
+            return out
+        return self._loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
+        out: dict = {}
+        self._loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self._loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, bool) and str(key_node.value).lower() in _YAML11_BOOL_WORDS:
+                hint = "; use 'when:' for the event" if key_node.value.lower() == "on" else ""
+                self.problems.append(Problem(self.lines.file, line, format_path(path + (key_node.value,)),
+                                             f"YAML reads the key {key_node.value!r} as a boolean{hint}"))
+                key = key_node.value
+            if not isinstance(key, (str, int)):
+                key = str(key)
+            if key in out:
+                self.problems.append(Problem(self.lines.file, line, format_path(path + (key,)),
+                                             f"key {key!r} is written twice in this block; keep one"))
+            self.lines.by_path[path + (key,)] = line
+            out[key] = self.build(value_node, path + (key,))
+        return out
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, Lines, list[Problem]]:
+    """Parse YAML text. Syntax errors come back as problems, never as exceptions."""
+    builder = _Builder(file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        reason = exc.problem or str(exc)
+        return None, builder.lines, [Problem(file, line, "", f"YAML syntax error: {reason}; "
+                                             "check indentation and quote values containing ': ' or '#'")]
+    except yaml.YAMLError as exc:
+        return None, builder.lines, [Problem(file, None, "", f"YAML error: {exc}")]
+    if node is None:
+        return None, builder.lines, []
+    return builder.build(node, ()), builder.lines, builder.problems
+
+
+def load_yaml_file(path: Path, display: str | None = None) -> tuple[Any, Lines, list[Problem]]:
+    display = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Lines(display), [Problem(display, None, "", f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]
+    except OSError as exc:
+        return None, Lines(display), [Problem(display, None, "", f"cannot read: {exc.strerror}")]
+    return load_yaml(text, display)
