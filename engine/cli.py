@@ -168,8 +168,8 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) 
         click.echo("")
     span = (f"{result.start.astimezone(tz):%Y-%m-%d %H:%M} .. {result.until.astimezone(tz):%Y-%m-%d %H:%M}"
             if result.start and result.until else "nothing to run")
-    head = (f"dry-run: {result.events} events ({len(result.rejected)} rejected, {result.duplicates} repeated ids "
-            f"ignored), virtual clock {span} {tz.key}")
+    head = (f"dry-run: {result.events - result.duplicates} events ({result.duplicates} repeated ids ignored, "
+            f"{len(result.rejected)} lines rejected), virtual clock {span} {tz.key}")
     for line in [head, *report.summary(result.decisions, project.rules)]:
         click.echo(line, err=as_json)
 

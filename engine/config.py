@@ -126,8 +126,8 @@ def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict
             continue
         ctype = settings["type"]
         if ctype not in known_types:
-            problems.append(lines.problem(path + ("type",), f"unknown channel type {ctype!r}{did_you_mean(ctype, known_types)}; "
-                                          f"known: {', '.join(known_types)}"))
+            problems.append(lines.problem(path + ("type",), f"unknown channel type {ctype!r}; known: "
+                                          f"{', '.join(known_types)}{did_you_mean(ctype, known_types)}"))
             continue
         options = {k: v for k, v in settings.items() if k != "type"}
         out[str(name)] = ChannelConfig(str(name), ctype, options, lines.line(path))

@@ -23,8 +23,6 @@ from engine.store import Store
 
 log = logger.bind(component="dispatch")
 
-OUTCOMES = ("sent", "cancelled", "suppressed", "deferred", "expired", "failed")
-
 
 @dataclass
 class Decision:
@@ -154,8 +152,9 @@ def _event_view(event: dict | None, message: dict) -> dict[str, Any]:
 
 
 def _unless_detail(source: str, order: dict | None) -> str:
-    state = f" (order {order['id']} is {order['status']} now)" if order and order.get("status") else ""
-    return f"held at send time: {source}{state}"
+    if order and order.get("status"):
+        return f"order {order['id']} is {order['status']} now ({source})"
+    return f"true at send time: {source}"
 
 
 def _minutes(delta) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
 
+from engine.outcomes import OUTCOMES as OUTCOME_ORDER
 from engine.rules.model import RuleSet
 
-OUTCOME_ORDER = ("sent", "deferred", "cancelled", "suppressed", "expired", "failed")
 JSON_FIELDS = ("time", "rule", "rule_name", "customer", "order", "channel", "kind", "outcome", "reason",
                "detail", "body")
 
@@ -31,7 +31,7 @@ def record(decision: dict, rules: RuleSet, tz: ZoneInfo) -> dict:
     }
 
 
-def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 60) -> list[str]:
+def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 72) -> list[str]:
     if not decisions:
         return ["(no messages: no rule matched these events)"]
     rule_w = max(len(d["rule_id"]) for d in decisions)

@@ -71,8 +71,8 @@ class _Validator:
             return []
         for key in data:
             if key not in FILE_KEYS:
-                problems.append(lines.problem((key,), f"unknown key {key!r}{did_you_mean(key, FILE_KEYS)}; "
-                                              "a rules file holds a list under 'rules:'"))
+                problems.append(lines.problem((key,), f"unknown key {key!r}: a rules file holds only a list "
+                                              "under 'rules:'"))
         items = data.get("rules")
         if items is None:
             return []
@@ -119,8 +119,8 @@ class _Validator:
             report(key_path, f"must be {wanted}, not {_describe(value)} (for example: {spec.name}: {spec.example})")
             return
         if spec.choices and value not in spec.choices:
-            report(key_path, f"{value!r} is not allowed{did_you_mean(value, spec.choices)}; "
-                             f"choose one of: {', '.join(spec.choices)}")
+            report(key_path, f"{value!r} is not allowed; choose one of: "
+                             f"{', '.join(spec.choices)}{did_you_mean(value, spec.choices)}")
         if spec.name == "id" and not _valid_id(value):
             report(key_path, f"{value!r}: use letters, digits, '-', '_', '.', ':' (for example: payment-reminder)")
 
@@ -143,8 +143,8 @@ class _Validator:
                     report((key,), f"bad duration {item[key]!r}; {DURATION_HINT}")
         channel = item["channel"]
         if channel not in self.channels:
-            report(("channel",), f"unknown channel {channel!r}{did_you_mean(channel, self.channels)}; "
-                                 f"channels in config.yaml: {', '.join(self.channels) or '(none)'}")
+            report(("channel",), f"unknown channel {channel!r}; channels in config.yaml: "
+                                 f"{', '.join(self.channels) or '(none)'}{did_you_mean(channel, self.channels)}")
         self._check_template(item["template"], report)
         once_per = item.get("once_per", "event")
         if once_per == "order" and when and all(not t.startswith("order.") for t in when):
@@ -187,8 +187,8 @@ class _Validator:
     def _template_problem(self, name: str) -> str | None:
         if not self.templates.exists(name):
             known = self.templates.names()
-            return (f"template {name!r} not found in {self.templates.folder}{did_you_mean(name, known)}; "
-                    f"templates there: {', '.join(known) or '(none)'}")
+            return (f"template {name!r} not found in {self.templates.folder}; templates there: "
+                    f"{', '.join(known) or '(none)'}{did_you_mean(name, known)}")
         try:
             self.templates.get(name)
             unknown = self.templates.undeclared(name)

@@ -1,0 +1,19 @@
+"""The decision vocabulary: outcomes and the stable reason codes (a public contract,
+listed in the README; a test keeps the two in sync)."""
+
+from __future__ import annotations
+
+OUTCOMES = ("sent", "deferred", "cancelled", "suppressed", "expired", "failed")
+
+# reason code -> (outcome, what it means for a marketer)
+REASONS: dict[str, tuple[str, str]] = {
+    "unless": ("cancelled", "an `unless` condition was true at send time (e.g. the order was paid meanwhile)"),
+    "rule_unavailable": ("cancelled", "the rule is no longer loaded (removed, disabled or broken)"),
+    "duplicate": ("suppressed", "the rule already fired for this event / order / customer (`once_per`)"),
+    "expired": ("expired", "could not be sent within `expires` of its due time"),
+    "template_error": ("failed", "the template could not be rendered (e.g. a missing value); that message only"),
+    "expression_error": ("failed", "an `if`, `unless` or `send_at` expression could not be evaluated"),
+    "no_contact": ("failed", "the customer has no address for the channel (no phone for SMS, no email)"),
+    "channel_unavailable": ("failed", "the message's channel is no longer in config.yaml"),
+    "channel_error": ("failed", "the channel reported a delivery failure"),
+}

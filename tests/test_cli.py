@@ -1,0 +1,209 @@
+"""The command line as a marketer and an operator use it: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from tests.conftest import ROOT
+from tests.helpers import created, event, jsonl
+
+EXAMPLE = ROOT / "examples" / "double11_week.jsonl"
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_check_passes_on_the_shipped_rules():
+    result = run("check")
+    assert result.exit_code == 0
+    assert result.stdout == "OK: 9 rules, 9 templates, 3 channels; 0 warning(s)\n"
+
+
+def test_check_reports_every_error_with_file_line_key_and_fix(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (workdir / "rules" / "after_sale.yaml").write_text(
+        "rules:\n"
+        "  - id: thanks\n"
+        "    when: order.signed\n"
+        "    chanel: sms\n"
+        "    template: signed_care.sms.j2\n", encoding="utf-8")
+    (workdir / "rules" / "more.yaml").write_text(
+        "rules:\n"
+        "  - id: late\n"
+        "    when: order.shiped\n"
+        "    wait: 3 days\n"
+        "    channel: sms\n"
+        "    template: signed_care.sms.j2\n", encoding="utf-8")
+    result = run("check", "--config", str(workdir / "config.yaml"))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "rules/after_sale.yaml:2: rules[0]: missing required key 'channel' (for example: channel: sms)",
+        "rules/after_sale.yaml:4: rules[0].chanel: unknown key 'chanel'; did you mean 'channel'?",
+        "rules/more.yaml:3: rules[0].when: warning: unknown event type 'order.shiped'; did you mean "
+        "'order.shipped'? (custom types are allowed; ignore this if it is one)",
+        "rules/more.yaml:4: rules[0].wait: bad duration '3 days'; write a number and a unit: 30s, 30m, 2h, 3d, "
+        "1w (or combined, like 1d12h)",
+        "3 error(s), 1 warning(s) in 2 file(s); 4 rule(s) are fine",
+    ]
+
+
+def test_check_warnings_alone_exit_zero(workdir):
+    (workdir / "rules" / "custom.yaml").write_text(
+        "rules:\n  - id: vip-welcome\n    when: member.joined\n    channel: sms\n"
+        "    template: signed_care.sms.j2\n", encoding="utf-8")
+    result = run("check", "--config", str(workdir / "config.yaml"))
+    assert result.exit_code == 0
+    assert "warning: unknown event type 'member.joined'" in result.stdout
+    assert result.stdout.endswith("OK: 10 rules, 9 templates, 3 channels; 1 warning(s)\n")
+
+
+def test_check_on_a_missing_folder_is_bad_usage(tmp_path):
+    result = run("check", "--rules", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert "--rules" in result.stderr and "folder not found" in result.stderr
+
+
+def test_config_errors_stop_every_command(workdir):
+    cfg = workdir / "config.yaml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("timezone: Asia/Shanghai", "timezone: Asia/Shangai"),
+                   encoding="utf-8")
+    result = run("dry-run", "--events", str(EXAMPLE), "--config", str(cfg))
+    assert result.exit_code == 1
+    assert f"{cfg}:4: timezone: unknown time zone 'Asia/Shangai'" in result.stderr
+    assert result.stdout == ""
+
+
+# ---- dry-run ----------------------------------------------------------------------------
+
+def dry_json(*args, input=None):
+    result = run("dry-run", *args, "--json", input=input)
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()], result
+
+
+def test_dry_run_json_records_have_the_documented_fields():
+    records, result = dry_json("--events", str(EXAMPLE))
+    assert records, "the example must produce decisions"
+    fields = {"time", "rule", "rule_name", "customer", "order", "channel", "kind", "outcome", "reason",
+              "detail", "body"}
+    for rec in records:
+        assert set(rec) == fields
+        assert rec["time"].endswith("+08:00")
+        assert rec["outcome"] in {"sent", "cancelled", "suppressed", "expired", "failed"}
+        if rec["outcome"] == "sent":
+            assert rec["reason"] is None and rec["body"]
+        else:
+            assert rec["reason"] and rec["body"] is None and rec["detail"]
+    times = [r["time"] for r in records]
+    assert times == sorted(times)
+
+
+def test_dry_run_reports_rejected_lines_on_stderr_and_goes_on():
+    records, result = dry_json("--events", str(EXAMPLE))
+    assert f"{EXAMPLE}:189: rejected: order: is required for order.* events (an object with an id)" in result.stderr
+    assert f"{EXAMPLE}:195: rejected: not valid JSON" in result.stderr
+    assert "summary:" in result.stderr
+    assert "dry-run: 376 events (1 repeated ids ignored, 2 lines rejected)" in result.stderr
+
+
+def test_payment_reminder_is_cancelled_by_a_payment_and_sent_otherwise():
+    events = [created("e1", 0, "c-1", "o-1"), event("e2", "order.paid", 10, "c-1", "o-1"),
+              created("e3", 0, "c-2", "o-2")]
+    records, _ = dry_json("--events", "-", input=jsonl(events))
+    reminders = {r["order"]: r for r in records if r["rule"] == "payment-reminder"}
+    assert reminders["o-1"]["outcome"] == "cancelled"
+    assert reminders["o-1"]["reason"] == "unless"
+    assert reminders["o-1"]["time"] == "2026-11-11T10:30:00+08:00"
+    assert reminders["o-2"]["outcome"] == "sent"
+    assert reminders["o-2"]["body"] == "【山野户外】王小明，您拍下的羽绒睡袋还未付款，库存有限，付款后我们会尽快为您发货哦~"
+
+
+def test_until_stops_the_virtual_clock():
+    events = [created("e1", 0, "c-1", "o-1")]
+    records, _ = dry_json("--events", "-", "--until", "2026-11-11T10:29", input=jsonl(events))
+    assert records == []
+    records, _ = dry_json("--events", "-", "--until", "2026-11-11T02:30:00Z", input=jsonl(events))
+    assert [r["rule"] for r in records] == ["payment-reminder"]
+
+
+def test_dry_run_text_timeline_and_summary():
+    result = run("dry-run", "--events", "-", input=jsonl([created("e1", 0, "c-1", "o-1")]))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("2026-11-11 10:30  c-1  payment-reminder  sms  sent       "
+                        "【山野户外】王小明，您拍下的羽绒睡袋还未付款，库存有限，付款后我们会尽快为您发货哦~")
+    assert "summary:" in lines
+    row = next(line for line in lines if line.startswith("payment-reminder"))
+    assert row.split()[:7] == ["payment-reminder", "1", "0", "0", "0", "0", "0"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--events", "missing.jsonl"], 2, "cannot read missing.jsonl"),
+    (["--events", str(EXAMPLE), "--until", "next tuesday"], 2, "Invalid value for --until: 'next tuesday' is not an ISO 8601 time"),
+    ([], 2, "Missing option '--events'"),
+], ids=["unreadable-file", "bad-until", "no-events"])
+def test_dry_run_bad_usage_exits_2(args, code, message):
+    result = run("dry-run", *args)
+    assert result.exit_code == code
+    assert message in result.stderr
+
+
+def test_dry_run_with_rule_errors_runs_nothing(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (workdir / "rules" / "bad.yaml").write_text(
+        "rules:\n  - id: x\n    when: order.paid\n    channel: smss\n    template: signed_care.sms.j2\n",
+        encoding="utf-8")
+    result = run("dry-run", "--events", str(EXAMPLE), "--config", str(workdir / "config.yaml"), "--json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert ("rules/bad.yaml:4: rules[0].channel: unknown channel 'smss'; channels in config.yaml: "
+            "email, sms, staff; did you mean 'sms'?") in result.stderr
+
+
+def test_dry_run_never_touches_the_configured_database(workdir):
+    cfg = workdir / "config.yaml"
+    assert "sqlite:///var/engine.db" in cfg.read_text(encoding="utf-8")
+    result = run("dry-run", "--events", str(EXAMPLE), "--config", str(cfg))
+    assert result.exit_code == 0
+    assert not (workdir / "var").exists()
+
+
+def test_dry_run_rules_option_uses_only_that_folder(workdir, tmp_path):
+    only = tmp_path / "only"
+    only.mkdir()
+    (workdir / "rules" / "order_service.yaml").rename(only / "order_service.yaml")
+    records, _ = dry_json("--events", str(EXAMPLE), "--rules", str(only))
+    assert {r["rule"] for r in records} == {"payment-reminder", "shipping-notice", "out-for-delivery", "signed-care"}
+
+
+# ---- ingest -----------------------------------------------------------------------------
+
+def test_ingest_is_idempotent_and_keeps_rejected_lines(workdir):
+    cfg = str(workdir / "config.yaml")
+    first = run("ingest", str(EXAMPLE), "--config", cfg)
+    assert first.exit_code == 3
+    assert f"{EXAMPLE}:189: rejected: order: is required for order.* events" in first.stderr
+    assert "376 events stored, 1 already stored (ignored), 2 rejected" in first.stdout
+    second = run("ingest", str(EXAMPLE), "--config", cfg)
+    assert "0 events stored, 377 already stored (ignored), 2 rejected; 0 messages scheduled" in second.stdout
+    import sqlite3
+    with sqlite3.connect(workdir / "var" / "engine.db") as conn:
+        assert conn.execute("select count(*) from events").fetchone()[0] == 376
+        rows = conn.execute("select line, reason from rejected_events order by id").fetchall()
+    assert rows[:2] == [(189, "order: is required for order.* events (an object with an id)"),
+                        (195, "not valid JSON: Expecting value at column 58")]
+
+
+def test_run_py_is_the_entry_point():
+    out = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("check", "dry-run", "ingest", "daemon"):
+        assert command in out.stdout
