@@ -105,7 +105,7 @@ class Dispatcher:
 
     def _decide(self, message: dict, rule: Rule | None, customer: dict, order: dict | None,
                 event: dict | None, at: datetime) -> Decision:
-        if rule is None:
+        if rule is None or not rule.enabled:
             return Decision("cancelled", "rule_unavailable",
                             f"rule {message['rule_id']} is not loaded now (removed, disabled or broken)")
         if message["expires_at"] is not None and at > message["expires_at"]:

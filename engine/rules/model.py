@@ -48,8 +48,10 @@ class RuleSet:
     rules: list[Rule]
     problems: list = field(default_factory=list)
     by_type: dict[str, list[Rule]] = field(default_factory=dict)
+    by_id: dict[str, Rule] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.by_id = {rule.id: rule for rule in self.rules}
         self.by_type = {}
         for rule in self.rules:
             if rule.enabled:
@@ -65,7 +67,7 @@ class RuleSet:
         return [p for p in self.problems if p.severity == "warning"]
 
     def get(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        return self.by_id.get(rule_id)
 
     def for_event(self, etype: str) -> list[Rule]:
         return self.by_type.get(etype, ())
