@@ -118,7 +118,7 @@ class Intake:
         write.orders = [orders[o] for o in touched_orders]
         write.messages = list(planned.values())
 
-        def duplicates(scheduled: dict) -> list[dict]:
+        def duplicates(scheduled: set) -> list[dict]:
             rows = lost + [r for k, r in planned.items() if k not in scheduled]
             return [_duplicate_row(r) for r in rows]
 

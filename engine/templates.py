@@ -28,24 +28,34 @@ class Record:
     """A read-only view of a dict with attribute access: `order.items[0].name`.
 
     A key that is absent or None is undefined, so StrictUndefined reports it (use
-    `| default('亲')` or `is defined` in templates)."""
+    `| default('亲')` or `is defined` in templates). `extra` holds fields looked up
+    after the dict's own (custom fields carried by events); times are shown in `tz`."""
 
-    __slots__ = ("_d", "_path")
+    __slots__ = ("_d", "_path", "_extra", "_tz")
 
-    def __init__(self, data: dict, path: str):
+    def __init__(self, data: dict, path: str, extra: dict | None = None, tz: ZoneInfo | None = None):
         self._d = data
         self._path = path
+        self._extra = extra
+        self._tz = tz
+
+    def _lookup(self, name: str) -> Any:
+        value = self._d.get(name)
+        if value is None and self._extra is not None:
+            value = self._extra.get(name)
+        return value
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or (self._extra is not None and name == "attrs"):
             raise AttributeError(name)
-        try:
-            value = self._d[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        value = self._lookup(name)
         if value is None:
             raise AttributeError(name)
-        return wrap(value, f"{self._path}.{name}")
+        if isinstance(value, datetime):
+            return value.astimezone(self._tz) if self._tz is not None else value
+        if isinstance(value, (dict, list)):
+            return wrap(value, f"{self._path}.{name}", self._tz)
+        return value
 
     def __getitem__(self, name):
         try:
@@ -54,24 +64,44 @@ class Record:
             raise KeyError(name) from None
 
     def __contains__(self, name) -> bool:
-        return self._d.get(name) is not None
+        return self._lookup(name) is not None
 
     def __bool__(self) -> bool:
         return bool(self._d)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Record) and other._d == self._d
+        return isinstance(other, Record) and other._d == self._d and other._extra == self._extra
+
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"<{self._path}>"
 
 
-def wrap(value: Any, path: str) -> Any:
+def wrap(value: Any, path: str, tz: ZoneInfo | None = None) -> Any:
     if isinstance(value, dict):
-        return Record(value, path)
+        return Record(value, path, tz=tz)
     if isinstance(value, list):
-        return [wrap(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [wrap(v, f"{path}[{i}]", tz) for i, v in enumerate(value)]
     return value
+
+
+class Scope(dict):
+    """The names an expression sees, plus the Jinja runtime context built from them once
+    and shared by every expression evaluated on this scope."""
+
+    __slots__ = ("_runtime",)
+
+    def runtime(self, env: jinja2.Environment) -> jinja2.runtime.Context:
+        runtime = getattr(self, "_runtime", None)
+        if runtime is None:
+            runtime = self._runtime = _runtime_context(env, self)
+        return runtime
+
+
+def _runtime_context(env: jinja2.Environment, names: dict) -> jinja2.runtime.Context:
+    """What Template.new_context builds, without its per-call copies (8 µs -> 1.5 µs)."""
+    return jinja2.runtime.Context(env, {**env.globals, **names}, None, {}, globals=env.globals)
 
 
 class _Undefined(jinja2.StrictUndefined):
@@ -184,9 +214,12 @@ class Templates:
 
     # expressions -------------------------------------------------------------------
     def compile_expression(self, source: str) -> Callable[[dict], Any]:
-        """Compile once; the returned function raises ExpressionError when evaluation fails."""
+        """Compile once; the returned function raises ExpressionError when evaluation fails.
+
+        It accepts a plain dict, or a Scope: a context whose Jinja runtime context is made
+        once and shared by every expression evaluated on it (most of an evaluation's cost)."""
         try:
-            compiled = self.env.compile_expression(source, undefined_to_none=False)
+            template = self.env.compile_expression(source, undefined_to_none=False)._template
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(source, exc.message or "syntax error") from None
         used = meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
@@ -194,17 +227,20 @@ class Templates:
         if unknown:
             raise ExpressionError(source, f"unknown name {sorted(unknown)[0]!r}; "
                                           f"expressions can use {', '.join(EXPRESSION_NAMES)}")
+        render = template.root_render_func
+        env = self.env
 
         def evaluate(context: dict) -> Any:
             try:
-                value = compiled(**context)
+                runtime = context.runtime(env) if isinstance(context, Scope) else _runtime_context(env, context)
+                for _ in render(runtime):
+                    pass
+                value = runtime.vars["result"]
                 if isinstance(value, jinja2.Undefined):
                     value._fail_with_undefined_error()
                 return value
             except jinja2.UndefinedError as exc:
                 raise ExpressionError(source, exc.message or str(exc)) from None
-            except ExpressionError:
-                raise
             except Exception as exc:
                 raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from None
 

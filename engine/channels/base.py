@@ -5,7 +5,7 @@ and one line in the registry (engine/channels/__init__.py)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,9 +25,9 @@ class Outbound:
     time: datetime
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["time"] = self.time.isoformat()
-        return out
+        return {"message_id": self.message_id, "idempotency_key": self.idempotency_key, "channel": self.channel,
+                "rule_id": self.rule_id, "kind": self.kind, "customer_id": self.customer_id,
+                "order_id": self.order_id, "to": self.to, "body": self.body, "time": self.time.isoformat()}
 
 
 class SendError(Exception):

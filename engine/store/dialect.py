@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from operator import itemgetter
+
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -51,3 +54,67 @@ def lock_due_rows(select_stmt, engine: Engine):
     if engine.dialect.name == "postgresql":
         return select_stmt.with_for_update(skip_locked=True)
     return select_stmt
+
+
+class BulkWrite:
+    """A prepared multi-row INSERT (optionally upsert / ignore-on-conflict) run through the
+    driver's executemany with values encoded once here: the ingest hot path, where
+    SQLAlchemy's per-row parameter processing would cost more than the database."""
+
+    def __init__(self, engine: Engine, table, conflict: tuple[str, ...] = (), update: bool = False):
+        from engine.store.tables import UTCDateTime, encode_time  # noqa: PLC0415 - avoid a cycle
+
+        self.name = engine.dialect.name
+        columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+        self.keys = [c.name for c in columns]
+        holder = "?" if self.name == "sqlite" else "%s"
+        holders = []
+        encoders = []
+        for column in columns:
+            if isinstance(column.type, UTCDateTime):
+                encoders.append(lambda v, d=self.name: encode_time(v, d))
+                holders.append(holder)
+            elif column.type.__class__.__name__ == "JSON":
+                encoders.append(_json_dumps)
+                holders.append(holder if self.name == "sqlite" else f"CAST({holder} AS JSON)")
+            else:
+                encoders.append(None)
+                holders.append(holder)
+        self._get = itemgetter(*self.keys)
+        self._encode = [(i, enc) for i, enc in enumerate(encoders) if enc is not None]
+        sql = f"INSERT INTO {table.name} ({', '.join(self.keys)}) VALUES ({', '.join(holders)})"
+        if conflict:
+            target = ", ".join(conflict)
+            if update:
+                sets = ", ".join(f"{k} = excluded.{k}" for k in self.keys if k not in conflict)
+                sql += f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+            else:
+                sql += f" ON CONFLICT ({target}) DO NOTHING"
+        self.sql = sql
+
+    def rows(self, rows: list[dict]) -> list[tuple]:
+        get, encode, out = self._get, self._encode, []
+        for row in rows:
+            values = list(get(row))
+            for i, enc in encode:
+                if values[i] is not None:
+                    values[i] = enc(values[i])
+            out.append(tuple(values))
+        return out
+
+    def run(self, conn, rows: list[dict]) -> int:
+        """Execute for all rows; returns the number of rows written (conflicts ignored don't count)."""
+        if not rows:
+            return 0
+        return conn.exec_driver_sql(self.sql, self.rows(rows)).rowcount
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_dumps(value) -> str:
+    return _JSON.encode(value)
+
+
+def placeholder(engine: Engine) -> str:
+    return "?" if engine.dialect.name == "sqlite" else "%s"

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, create_engine, func, select, update
+from sqlalchemy import create_engine, func, select, tuple_, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (customers, events, message_log, messages, metadata, orders,
+from engine.store.tables import (customers, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
@@ -40,6 +40,7 @@ class Store:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not throwaway)
         self.dialect = self.engine.dialect.name
+        self._bulk_writes: dict[str, dialect.BulkWrite] | None = None
         if self.dialect == "sqlite":
             dialect.configure_sqlite(self.engine, throwaway)
         if create:
@@ -91,38 +92,54 @@ class Store:
             return [r._asdict() for r in conn.execute(stmt)]
 
     # ---- ingest -----------------------------------------------------------------------
-    def write_ingest(self, batch: IngestWrite, lost_log=None) -> tuple[set[str], dict[tuple[str, str], int]]:
-        """Write one batch. Returns the event ids actually inserted (others were already
-        there) and the (rule_id, dedup_key) -> message id of messages actually scheduled
-        (a missing key lost to an earlier message with the same key). `lost_log`, given
-        that mapping, returns log rows to write in the same transaction."""
-        with self.engine.begin() as conn:
-            inserted: set[str] = set()
-            if batch.events:
-                stmt = dialect.insert_for(self.engine, events).on_conflict_do_nothing(index_elements=["id"])
-                inserted = {r.id for r in conn.execute(stmt.returning(events.c.id), batch.events)}
-                if len(inserted) != len(batch.events):
-                    raise ConcurrentIngest(len(batch.events) - len(inserted))
-            if batch.customers:
-                conn.execute(dialect.upsert(self.engine, customers), batch.customers)
-            if batch.orders:
-                conn.execute(dialect.upsert(self.engine, orders), batch.orders)
-            scheduled: dict[tuple[str, str], int] = {}
-            if batch.messages:
-                stmt = dialect.insert_for(self.engine, messages).on_conflict_do_nothing(
-                    index_elements=["rule_id", "dedup_key"])
-                rows = conn.execute(stmt.returning(messages.c.id, messages.c.rule_id, messages.c.dedup_key),
-                                    batch.messages)
-                scheduled = {(r.rule_id, r.dedup_key): r.id for r in rows}
-            log_rows = batch.log + (lost_log(scheduled) if lost_log else [])
-            if log_rows:
-                conn.execute(message_log.insert(), log_rows)
-        return inserted, scheduled
+    def write_ingest(self, batch: IngestWrite, lost_log=None) -> tuple[set[str], set[tuple[str, str]]]:
+        """Write one batch in one transaction. Returns the event ids inserted and the
+        (rule_id, dedup_key) of the messages scheduled; a message whose key is already
+        taken is not scheduled. `lost_log`, given the scheduled keys, returns log rows
+        (the duplicates' decisions) written in the same transaction.
 
-    def add_log(self, rows: list[dict]) -> None:
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(message_log.insert(), rows)
+        Raises ConcurrentIngest (and writes nothing) when another writer stored some of
+        the batch's events or message keys meanwhile; the caller redoes the batch."""
+        bulk = self._bulk()
+        with self.engine.begin() as conn:
+            written = bulk["events"].run(conn, batch.events)
+            if written != len(batch.events):
+                raise ConcurrentIngest(len(batch.events) - written)
+            bulk["customers"].run(conn, batch.customers)
+            bulk["orders"].run(conn, batch.orders)
+            scheduled: set[tuple[str, str]] = set()
+            if batch.messages:
+                taken = self._taken_keys(conn, [(m["rule_id"], m["dedup_key"]) for m in batch.messages])
+                fresh = [m for m in batch.messages if (m["rule_id"], m["dedup_key"]) not in taken]
+                written = bulk["messages"].run(conn, fresh)
+                if written != len(fresh):
+                    raise ConcurrentIngest(len(fresh) - written, "message keys")
+                scheduled = {(m["rule_id"], m["dedup_key"]) for m in fresh}
+            log_rows = batch.log + (lost_log(scheduled) if lost_log else [])
+            bulk["message_log"].run(conn, log_rows)
+        return {e["id"] for e in batch.events}, scheduled
+
+    def _bulk(self) -> dict[str, dialect.BulkWrite]:
+        if self._bulk_writes is None:
+            self._bulk_writes = {
+                "events": dialect.BulkWrite(self.engine, events, ("id",)),
+                "customers": dialect.BulkWrite(self.engine, customers, ("id",), update=True),
+                "orders": dialect.BulkWrite(self.engine, orders, ("id",), update=True),
+                "messages": dialect.BulkWrite(self.engine, messages, ("rule_id", "dedup_key")),
+                "message_log": dialect.BulkWrite(self.engine, message_log),
+            }
+        return self._bulk_writes
+
+    @staticmethod
+    def _taken_keys(conn, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        keys = list(dict.fromkeys(keys))
+        taken: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), _CHUNK // 2):
+            chunk = keys[start:start + _CHUNK // 2]
+            stmt = select(messages.c.rule_id, messages.c.dedup_key).where(
+                tuple_(messages.c.rule_id, messages.c.dedup_key).in_(chunk))
+            taken.update((r[0], r[1]) for r in conn.execute(stmt))
+        return taken
 
     def reject(self, rows: list[dict]) -> None:
         """Keep rejected input (source, line, raw text, reason) for inspection."""
@@ -148,15 +165,16 @@ class Store:
         """Record the outcome of claimed messages and their decisions, together.
 
         Each update: _id, state, reason, detail, due_at, updated_at."""
+        p = dialect.placeholder(self.engine)
+        sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, updated_at = {p}, "
+               f"claimed_at = NULL WHERE id = {p}")
+        name = self.dialect
+        params = [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
+                   encode_time(u["updated_at"], name), u["_id"]) for u in updates]
         with self.engine.begin() as conn:
-            if updates:
-                stmt = (update(messages).where(messages.c.id == bindparam("_id"))
-                        .values(state=bindparam("state"), reason=bindparam("reason"), detail=bindparam("detail"),
-                                due_at=bindparam("due_at"), updated_at=bindparam("updated_at"),
-                                claimed_at=None))
-                conn.execute(stmt, updates)
-            if log:
-                conn.execute(message_log.insert(), log)
+            if params:
+                conn.exec_driver_sql(sql, params)
+            self._bulk()["message_log"].run(conn, log)
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Claims older than the lease belong to a dispatcher that died: make them pending."""
@@ -172,8 +190,8 @@ class Store:
 
 
 class ConcurrentIngest(RuntimeError):
-    """Another writer stored some of this batch's events first; the batch is redone."""
+    """Another writer stored some of this batch's rows first; the batch is redone."""
 
-    def __init__(self, lost: int):
+    def __init__(self, lost: int, what: str = "events"):
         self.lost = lost
-        super().__init__(f"{lost} events of the batch were stored meanwhile by another writer")
+        super().__init__(f"{lost} {what} of the batch were stored meanwhile by another writer")

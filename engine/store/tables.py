@@ -1,30 +1,44 @@
-"""The tables. Times are stored as naive UTC in both SQLite and PostgreSQL and come
-back as aware UTC datetimes, so the two databases behave the same."""
+"""The tables. Times go in aware and come back as aware UTC datetimes on both
+databases: PostgreSQL stores them as UTC timestamps; SQLite, which has no time type,
+as integer microseconds since 1970-01-01 UTC (exact, ordered, and cheap to convert)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import (JSON, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table,
+                        Text, TypeDecorator, UniqueConstraint)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def encode_time(value: datetime, dialect_name: str):
+    """An aware datetime as stored: integer microseconds (SQLite) or naive UTC."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; times must be aware")
+    if dialect_name == "sqlite":
+        return (value - EPOCH) // _MICROSECOND
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 class UTCDateTime(TypeDecorator):
     impl = DateTime
     cache_ok = True
 
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime())
+
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; times must be aware")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return None if value is None else encode_time(value, dialect.name)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        if isinstance(value, str):  # SQLite text form, seen in raw SQL results
-            value = datetime.fromisoformat(value)
+        if isinstance(value, int):
+            return EPOCH + value * _MICROSECOND
         return value.replace(tzinfo=timezone.utc)
 
 
