@@ -42,9 +42,12 @@ def _load(config_path: Path | None, rules_dir: Path | None, templates_dir: Path 
     if not config_path.is_file():
         raise click.UsageError(f"config file not found: {config_path}")
     base = config_path.resolve().parent
-    for label, folder in (("--rules", rules_dir), ("--templates", templates_dir)):
+    for label, folder, default in (("--rules", rules_dir, base / "rules"),
+                                   ("--templates", templates_dir, base / "templates")):
         if folder is not None and not folder.is_dir():
             raise click.UsageError(f"{label} {folder}: folder not found")
+        if folder is None and not default.is_dir():
+            raise click.UsageError(f"no {default.name}/ folder beside {config_path}; pass {label} DIR")
     try:
         return load_project(config_path, rules_dir or base / "rules", templates_dir or base / "templates")
     except ConfigError as exc:
@@ -59,20 +62,15 @@ def _print_problems(project: Project, stream_err: bool = True) -> None:
         click.echo(str(problem), err=stream_err)
 
 
-def _read_lines(source: str):
-    """(line number, text) for a file or '-' (stdin); exit 2 when unreadable."""
+def _read_lines(source: str) -> list[tuple[int, bytes]]:
+    """(line number, raw bytes) for a file or '-' (stdin); exit 2 when unreadable.
+    Decoding is per line, so one line in another encoding is rejected alone."""
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         click.echo(f"cannot read {source}: {exc.strerror}", err=True)
         sys.exit(EXIT_USAGE)
-    out = []
-    for number, chunk in enumerate(raw.split(b"\n"), start=1):
-        try:
-            out.append((number, chunk.decode("utf-8")))
-        except UnicodeDecodeError:
-            out.append((number, chunk.decode("utf-8", errors="replace").replace("\ufffd", "?") + "\x00"))
-    return out
+    return list(enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -98,7 +98,7 @@ def load_config(path: Path) -> Config:
         for option, message in channel_class(channel.type).option_problems(channel.options):
             problems.append(lines.problem(("channels", channel.name, option), message))
     dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
-    log_level = str((data.get("log") or {}).get("level", "INFO")).upper()
+    log_level = _log_level(data.get("log"), lines, problems)
     if problems:
         raise ConfigError(problems)
     return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, data)
@@ -132,6 +132,26 @@ def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict
         options = {k: v for k, v in settings.items() if k != "type"}
         out[str(name)] = ChannelConfig(str(name), ctype, options, lines.line(path))
     return out
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw, lines: Lines, problems: list) -> str:
+    if raw is None:
+        return "INFO"
+    if not isinstance(raw, dict):
+        problems.append(lines.problem(("log",), "must be a mapping, such as {level: INFO}"))
+        return "INFO"
+    for key in raw:
+        if key != "level":
+            problems.append(lines.problem(("log", key), f"unknown key {key!r}{did_you_mean(key, ['level'])}"))
+    level = str(raw.get("level", "INFO")).upper()
+    if level not in LOG_LEVELS:
+        problems.append(lines.problem(("log", "level"), f"unknown log level {raw.get('level')!r}; "
+                                      f"choose one of: {', '.join(LOG_LEVELS)}"))
+        return "INFO"
+    return level
 
 
 def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:

@@ -17,7 +17,7 @@ def build_context(customer: dict, order: dict | None, event: dict, data: dict, s
     """`event` holds id, type, time (aware); rows are the store's dicts."""
     return Scope({
         "customer": Record(customer, "customer", customer.get("attrs") or {}, tz),
-        "order": Record(order, "order", order.get("attrs") or {}, tz) if order is not None else None,
+        "order": Record(order, "order", order.get("attrs") or {}, tz) if order is not None else Record({}, "order"),
         "event": Record(event, "event", None, tz),
         "data": Record(data or {}, "data", None, tz),
         "shop": Record(shop, "shop"),

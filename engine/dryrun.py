@@ -44,10 +44,19 @@ class DryRunResult:
     channels: dict[str, Channel] = field(default_factory=dict)
 
 
-def read_events(lines: Iterable[tuple[int, str]], project: Project) -> tuple[list[Event], list[Rejected]]:
+def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> tuple[list[Event], list[Rejected]]:
+    """Parse numbered lines (text, or raw bytes decoded here as UTF-8, line by line)."""
     events, rejected = [], []
     tz = project.config.timezone
     for number, text in lines:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                shown = text.decode("utf-8", errors="replace").replace("\ufffd", "?")
+                rejected.append(Rejected(number, f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
+                                         shown.rstrip("\r")))
+                continue
         if not text.strip():
             continue
         try:

@@ -86,6 +86,8 @@ def _check_customer(raw: Any) -> dict[str, Any]:
         raise EventError("is required (an object with at least an id)", "customer")
     cust = dict(raw)
     cust["id"] = _require_id(raw, "id", "customer.")
+    if isinstance(cust.get("phone"), int) and not isinstance(cust["phone"], bool):
+        cust["phone"] = str(cust["phone"])  # a phone number sent as a JSON number
     for key in _CUSTOMER_STR:
         if key in cust and cust[key] is not None and not isinstance(cust[key], str):
             raise EventError("must be a string", f"customer.{key}")

@@ -50,7 +50,7 @@ def apply_customer(customer: dict[str, Any], event: Event) -> dict[str, Any]:
                 customer[key] = incoming[key]
         return customer
     for key, value in incoming.items():
-        if key == "id" or value is None:
+        if key == "id" or value is None or value == "":  # an empty value never erases a known one
             continue
         if key in CUSTOMER_FIELDS:
             customer[key] = value
@@ -69,7 +69,7 @@ def apply_order(order: dict[str, Any], event: Event) -> dict[str, Any]:
         order["first_event_at"] = event.time
     fresher = order["updated_at"] is None or event.time >= order["updated_at"]
     for key, value in incoming.items():
-        if key == "id" or value is None:
+        if key == "id" or value is None or value == "":
             continue
         if key in ORDER_FIELDS:
             if fresher or order[key] in (None, []):

@@ -7,6 +7,7 @@ Marketers learn one language: `{{ order.items[0].name }}` in a template and
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -112,6 +113,10 @@ class _Undefined(jinja2.StrictUndefined):
     @property
     def _undefined_message(self) -> str:
         obj = self._undefined_obj
+        if self._undefined_hint:  # e.g. the sandbox refusing an unsafe attribute
+            return self._undefined_hint
+        if isinstance(obj, Record) and not obj._d and not obj._extra:
+            return f"{obj._path}.{self._undefined_name} is missing: this message has no {obj._path}"
         if isinstance(obj, Record):
             return f"{obj._path}.{self._undefined_name} is missing (add | default('...') or check 'is defined')"
         if self._undefined_name is not None and obj is jinja2.utils.missing:
@@ -221,7 +226,8 @@ class Templates:
         try:
             template = self.env.compile_expression(source, undefined_to_none=False)._template
         except jinja2.TemplateSyntaxError as exc:
-            raise ExpressionError(source, exc.message or "syntax error") from None
+            hint = "; to compare, write == (two equal signs)" if re.search(r"(?<![=!<>])=(?!=)", source) else ""
+            raise ExpressionError(source, (exc.message or "syntax error") + hint) from None
         used = meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
         unknown = used - set(EXPRESSION_NAMES) - set(self.env.globals)
         if unknown:

@@ -14,7 +14,7 @@ import yaml
 
 from engine.errors import Problem
 
-_YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
+YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
 
 
 @dataclass
@@ -50,7 +50,8 @@ def did_you_mean(word: str, choices) -> str:
 
 
 class _Builder:
-    def __init__(self, file: str):
+    def __init__(self, file: str, bool_key_hints: dict[str, str]):
+        self.hints = bool_key_hints
         self.lines = Lines(file)
         self.problems: list[Problem] = []
         self._loader = yaml.SafeLoader("")
@@ -73,10 +74,10 @@ class _Builder:
         for key_node, value_node in node.value:
             key = self._loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if isinstance(key, bool) and str(key_node.value).lower() in _YAML11_BOOL_WORDS:
-                hint = "; use 'when:' for the event" if key_node.value.lower() == "on" else ""
+            if isinstance(key, bool) and str(key_node.value).lower() in YAML11_BOOL_WORDS:
+                hint = self.hints.get(key_node.value.lower(), "quote it or use another key")
                 self.problems.append(Problem(self.lines.file, line, format_path(path + (key_node.value,)),
-                                             f"YAML reads the key {key_node.value!r} as a boolean{hint}"))
+                                             f"YAML reads the key {key_node.value!r} as a boolean; {hint}"))
                 key = key_node.value
             if not isinstance(key, (str, int)):
                 key = str(key)
@@ -88,9 +89,12 @@ class _Builder:
         return out
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, Lines, list[Problem]]:
-    """Parse YAML text. Syntax errors come back as problems, never as exceptions."""
-    builder = _Builder(file)
+def load_yaml(text: str, file: str, bool_key_hints: dict[str, str] | None = None
+              ) -> tuple[Any, Lines, list[Problem]]:
+    """Parse YAML text. Syntax errors come back as problems, never as exceptions.
+
+    `bool_key_hints` gives the fix for keys YAML 1.1 reads as booleans (on, yes, ...)."""
+    builder = _Builder(file, bool_key_hints or {})
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -106,7 +110,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, Lines, list[Problem]]:
     return builder.build(node, ()), builder.lines, builder.problems
 
 
-def load_yaml_file(path: Path, display: str | None = None) -> tuple[Any, Lines, list[Problem]]:
+def load_yaml_file(path: Path, display: str | None = None, bool_key_hints: dict[str, str] | None = None
+                   ) -> tuple[Any, Lines, list[Problem]]:
     display = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -114,4 +119,4 @@ def load_yaml_file(path: Path, display: str | None = None) -> tuple[Any, Lines, 
         return None, Lines(display), [Problem(display, None, "", f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]
     except OSError as exc:
         return None, Lines(display), [Problem(display, None, "", f"cannot read: {exc.strerror}")]
-    return load_yaml(text, display)
+    return load_yaml(text, display, bool_key_hints)

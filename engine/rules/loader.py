@@ -15,17 +15,20 @@ from engine.events import STANDARD_TYPES
 from engine.rules.model import Condition, Rule, RuleSet
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.templates import Templates
-from engine.yamlfile import Lines, did_you_mean, format_path, load_yaml_file
+from engine.yamlfile import YAML11_BOOL_WORDS, Lines, did_you_mean, format_path, load_yaml_file
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts"}
 
 
 def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
                display_root: Path | None = None) -> RuleSet:
-    """Load every *.yaml / *.yml file under `folder`, in name order."""
+    """Load every *.yaml / *.yml file under `folder`, in name order.
+
+    A problem inside a rule disables that rule only (each problem carries the rule's
+    place, file + key path, as `rule_id`); the other rules load."""
     problems: list[Problem] = []
-    rules: list[Rule] = []
-    seen: dict[str, Rule] = {}
+    loaded: list[tuple[str, Rule]] = []
+    first_use: dict[str, str] = {}  # rule id -> "file:line" where it was first written
     folder = Path(folder)
     if not folder.is_dir():
         return RuleSet([], [Problem(str(folder), None, "", "rules folder not found; pass --rules DIR")])
@@ -33,21 +36,39 @@ def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
     validator = _Validator(templates, sorted(channels))
     for path in files:
         display = _display(path, display_root)
-        data, lines, file_problems = load_yaml_file(path, display)
+        data, lines, file_problems = load_yaml_file(path, display, {"on": "use 'when:' for the event"})
         problems.extend(file_problems)
         if any(p.severity == "error" and p.path == "" for p in file_problems):
             continue  # syntax error: nothing in this file can be trusted
-        for rule in validator.file(data, lines, problems):
-            if rule.id in seen:
-                first = seen[rule.id]
-                problems.append(Problem(display, rule.line, f"{rule.key_path}.id",
-                                        f"duplicate id {rule.id!r}, already used at {first.file}:{first.line}; "
-                                        "ids must be unique across all files", rule_id=rule.id))
-                continue
-            seen[rule.id] = rule
-            rules.append(rule)
+        for key_path, rule_id, rule in validator.file(data, lines, problems):
+            place = _place(display, key_path)
+            for problem in file_problems:  # a key written twice, an `on:` key...
+                if _within(problem.path, key_path):
+                    problem.rule_id = place
+            if rule_id is not None:
+                if rule_id in first_use:
+                    problems.append(lines.problem(_parse_path(key_path) + ("id",),
+                                                  f"duplicate id {rule_id!r}, already used at {first_use[rule_id]}; "
+                                                  "ids must be unique across all files", rule_id=place))
+                else:
+                    first_use[rule_id] = f"{display}:{lines.line(_parse_path(key_path))}"
+            if rule is not None:
+                loaded.append((place, rule))
     broken = {p.rule_id for p in problems if p.severity == "error" and p.rule_id}
-    return RuleSet([r for r in rules if r.id not in broken], problems)
+    return RuleSet([rule for place, rule in loaded if place not in broken], problems)
+
+
+def _place(display: str, key_path: str) -> str:
+    return f"{display}:{key_path}"
+
+
+def _within(path: str, key_path: str) -> bool:
+    return path == key_path or path.startswith(key_path + ".") or path.startswith(key_path + "[")
+
+
+def _parse_path(key_path: str) -> tuple:
+    index = int(key_path[len("rules["):-1])
+    return ("rules", index)
 
 
 def _display(path: Path, root: Path | None) -> str:
@@ -63,7 +84,8 @@ class _Validator:
         self.channels = channels
         self._template_checked: dict[str, str | None] = {}
 
-    def file(self, data, lines: Lines, problems: list[Problem]) -> list[Rule]:
+    def file(self, data, lines: Lines, problems: list[Problem]) -> list[tuple[str, str | None, Rule | None]]:
+        """(key path, id, compiled rule or None when broken) for each rule in the file."""
         if data is None:
             return []
         if not isinstance(data, dict):
@@ -81,9 +103,10 @@ class _Validator:
             return []
         out = []
         for index, item in enumerate(items):
-            rule = self.rule(item, ("rules", index), lines, problems)
-            if rule is not None:
-                out.append(rule)
+            path = ("rules", index)
+            rule = self.rule(item, path, lines, problems)
+            rule_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            out.append((format_path(path), rule_id, rule))
         return out
 
     # stage 1: shape ------------------------------------------------------------------
@@ -91,28 +114,38 @@ class _Validator:
         if not isinstance(item, dict):
             problems.append(lines.problem(path, "each rule is a mapping of keys such as id, when, channel, template"))
             return None
-        rule_id = item.get("id") if isinstance(item.get("id"), str) else None
         start = len(problems)
+        place = _place(lines.file, format_path(path))
 
         def report(key_path: tuple, message: str, severity: str = "error") -> None:
-            problems.append(lines.problem(path + key_path, message, severity, rule_id or f"@{lines.file}{path}"))
+            problems.append(lines.problem(path + key_path, message, severity, place))
 
         for key, value in item.items():
             spec = FIELD_BY_NAME.get(key)
             if spec is None:
-                report((key,), f"unknown key {key!r}{did_you_mean(key, FIELD_BY_NAME)}")
+                if str(key).lower() not in YAML11_BOOL_WORDS:  # already reported while parsing
+                    report((key,), f"unknown key {key!r}{did_you_mean(key, FIELD_BY_NAME)}")
             else:
                 self._shape(spec, value, (key,), report)
         for spec in FIELDS:
+            if spec.name == "when" and "on" in item:
+                continue  # `on:` was reported with its fix while parsing
             if spec.required and spec.name not in item:
                 report((), f"missing required key {spec.name!r} (for example: {spec.name}: {spec.example})")
         if "wait" in item and "send_at" in item:
             report(("send_at",), "use either wait or send_at, not both")
-        if len(problems) > start:
-            return None  # stage 2 needs a well-shaped rule
+        if len(problems) > start or "when" not in item:
+            return None  # stage 2 needs a well-shaped rule (a missing `when` came as `on:`)
         return self._compile(item, path, lines, report)
 
     def _shape(self, spec, value, key_path: tuple, report) -> None:
+        if isinstance(value, list) and "list-of-strings" in spec.types:
+            if not value:
+                report(key_path, f"is an empty list; write at least one (for example: {spec.name}: {spec.example})")
+            for i, item in enumerate(value):
+                if not _is_type(item, "string"):
+                    report(key_path + (i,), f"must be text, not {_describe(item)} (for example: {spec.example})")
+            return
         ok = any(_is_type(value, t) for t in spec.types)
         if not ok:
             wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in spec.types)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*[smhdw]\s*)+$"
+NOT_BLANK = r"\S"  # text must not be empty or only spaces
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "rules.schema.json"
 
@@ -60,13 +61,13 @@ def _property(field: Field) -> dict:
     variants = []
     for t in field.types:
         if t == "list-of-strings":
-            variants.append({"type": "array", "items": {"type": "string"}, "minItems": 1})
+            variants.append({"type": "array", "items": {"type": "string", "pattern": NOT_BLANK}, "minItems": 1})
         else:
             variant: dict = {"type": t}
             if field.choices:
                 variant["enum"] = list(field.choices)
-            if field.pattern:
-                variant["pattern"] = field.pattern
+            if t == "string":
+                variant["pattern"] = field.pattern or NOT_BLANK
             variants.append(variant)
     prop = variants[0] if len(variants) == 1 else {"anyOf": variants}
     prop = {"description": field.help, **prop, "examples": [field.example]}
