@@ -71,8 +71,8 @@ class Engine:
         """Store events and schedule what they start. virtual: each arrives at its own time."""
         return self.intake.ingest(events, None if virtual else self.clock.now())
 
-    def dispatch(self, now: datetime | None = None, *, virtual: bool = False) -> DispatchReport:
-        return self.dispatcher.run(now or self.clock.now(), virtual=virtual)
+    def dispatch(self, now: datetime | None = None, *, virtual: bool = False, stop=None) -> DispatchReport:
+        return self.dispatcher.run(now or self.clock.now(), virtual=virtual, stop=stop)
 
     def housekeeping(self) -> int:
         """Return claims abandoned by a crashed dispatcher to the queue."""

@@ -29,7 +29,7 @@ class Daemon:
     def tick(self) -> None:
         """One dispatch job: work off everything due now (a backlog included)."""
         try:
-            report = self.engine.dispatch()
+            report = self.engine.dispatch(stop=self._stop.is_set)
         except Exception:
             log.exception("dispatch failed; retrying at the next tick")
             return

@@ -63,13 +63,15 @@ class Dispatcher:
         self.shop = shop
         self.batch_size = batch_size
 
-    def run(self, now: datetime, *, virtual: bool = False) -> DispatchReport:
-        """Work off everything due at `now`, batch after batch (a backlog included)."""
+    def run(self, now: datetime, *, virtual: bool = False,
+            stop: Callable[[], bool] | None = None) -> DispatchReport:
+        """Work off everything due at `now`, batch after batch (a backlog included).
+        `stop` is asked between batches: a stopping daemon finishes the batch in hand."""
         report = DispatchReport()
         while True:
             batch = self.run_batch(now, virtual=virtual)
             report.add(batch)
-            if batch.handled < self.batch_size:
+            if batch.handled < self.batch_size or (stop is not None and stop()):
                 return report
 
     def run_batch(self, now: datetime, *, virtual: bool = False) -> DispatchReport:
