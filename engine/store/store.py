@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import create_engine, func, select, tuple_, update
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
@@ -132,13 +132,20 @@ class Store:
 
     @staticmethod
     def _taken_keys(conn, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        keys = list(dict.fromkeys(keys))
+        """The keys already in `messages`. One query per rule with `rule_id = ? AND
+        dedup_key IN (...)`, which both databases answer from the unique index; a
+        row-value `(rule_id, dedup_key) IN (VALUES ...)` makes SQLite scan the whole
+        index for every chunk, so ingest slowed down as the table grew."""
+        by_rule: dict[str, list[str]] = {}
+        for rule_id, key in dict.fromkeys(keys):
+            by_rule.setdefault(rule_id, []).append(key)
         taken: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), _CHUNK // 2):
-            chunk = keys[start:start + _CHUNK // 2]
-            stmt = select(messages.c.rule_id, messages.c.dedup_key).where(
-                tuple_(messages.c.rule_id, messages.c.dedup_key).in_(chunk))
-            taken.update((r[0], r[1]) for r in conn.execute(stmt))
+        for rule_id, dedup_keys in by_rule.items():
+            for start in range(0, len(dedup_keys), _CHUNK):
+                chunk = dedup_keys[start:start + _CHUNK]
+                stmt = select(messages.c.dedup_key).where(messages.c.rule_id == rule_id,
+                                                          messages.c.dedup_key.in_(chunk))
+                taken.update((rule_id, r[0]) for r in conn.execute(stmt))
         return taken
 
     def reject(self, rows: list[dict]) -> None:
