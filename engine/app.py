@@ -14,7 +14,7 @@ from engine.clock import Clock
 from engine.config import Config, default_config, load_config
 from engine.dispatch import DispatchReport, Dispatcher
 from engine.events import Event
-from engine.gate import Gate, OpenGate
+from engine.gate import Gate
 from engine.intake import IngestReport, Intake
 from engine.rules import RuleSet, load_rules
 from engine.store import Store
@@ -61,8 +61,9 @@ class Engine:
         self.clock = clock
         config = project.config
         self.intake = Intake(store, self.current_rules, config.timezone, config.shop)
-        self.dispatcher = Dispatcher(store, self.current_rules, project.templates, channels, gate or OpenGate(),
-                                     config.timezone, config.shop, config.dispatch.batch_size)
+        self.dispatcher = Dispatcher(store, self.current_rules, project.templates, channels,
+                                     gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
+                                     config.dispatch.batch_size)
 
     def current_rules(self) -> RuleSet:
         return self.project.rules

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
+from engine.limits import Limits
+from engine.limits_config import read_limits
 from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
@@ -43,6 +45,7 @@ class Config:
     channels: dict[str, ChannelConfig]
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     log_level: str = "INFO"
+    limits: Limits = field(default_factory=lambda: read_limits(None, Lines(""), [], []))
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,9 +102,10 @@ def load_config(path: Path) -> Config:
             problems.append(lines.problem(("channels", channel.name, option), message))
     dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
     log_level = _log_level(data.get("log"), lines, problems)
+    limits = read_limits(data.get("limits"), lines, problems, list(channels))
     if problems:
         raise ConfigError(problems)
-    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, data)
+    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data)
 
 
 def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:

@@ -1,8 +1,10 @@
-"""Dispatch: claim due messages → expiry → re-check `unless` → gate → render → send → record.
+"""Dispatch: claim due → expiry → re-check `unless` → render → gate → send → record.
 
-One pass handles a batch: one claim, three lookups (customers, orders, events), the
-sends, one transaction for the outcomes. `virtual=True` is the dry-run's virtual clock:
-each message is decided at its own due time, as the clock jumps from one to the next."""
+One pass handles a batch: one claim, three lookups (customers, orders, events), one gate
+transaction (per-customer locks, the send ledger, every decision but the sends), the
+sends, one transaction for their outcomes. `virtual=True` is the dry-run's virtual
+clock: each message is decided at its own due time, as the clock jumps from one to the
+next."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from loguru import logger
 from engine.channels import Channel, Outbound, SendError
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
-from engine.gate import Gate, Hold
+from engine.gate import Candidate, Gate, Hold, ledger_row
 from engine.rules.model import Rule, RuleSet
+from engine.sms import SmsStyle
 from engine.state import new_customer
 from engine.store import Store
 
@@ -31,6 +34,17 @@ class Decision:
     detail: str | None = None
     body: str | None = None
     retry_at: datetime | None = None
+    logged: bool = True
+
+
+@dataclass
+class Ready:
+    """A message that passed the checks before the gate: rendered, with an address."""
+
+    candidate: Candidate
+    channel: Channel
+    to: str
+    body: str
 
 
 @dataclass
@@ -62,16 +76,18 @@ class Dispatcher:
         self.tz = tz
         self.shop = shop
         self.batch_size = batch_size
+        self.sms = {name: SmsStyle.from_options(ch.sms_options, shop) for name, ch in channels.items()}
 
     def run(self, now: datetime, *, virtual: bool = False,
             stop: Callable[[], bool] | None = None) -> DispatchReport:
-        """Work off everything due at `now`, batch after batch (a backlog included).
-        `stop` is asked between batches: a stopping daemon finishes the batch in hand."""
+        """Work off everything due at `now`, batch after batch (a backlog included, and
+        messages deferred to a time that has come meanwhile). `stop` is asked between
+        batches: a stopping daemon finishes the batch in hand."""
         report = DispatchReport()
         while True:
             batch = self.run_batch(now, virtual=virtual)
             report.add(batch)
-            if batch.handled < self.batch_size or (stop is not None and stop()):
+            if batch.handled == 0 or (stop is not None and stop()):
                 return report
 
     def run_batch(self, now: datetime, *, virtual: bool = False) -> DispatchReport:
@@ -83,30 +99,33 @@ class Dispatcher:
         orders = self.store.orders_by_id(m["order_id"] for m in claimed if m["order_id"])
         events = self.store.events_by_id(m["event_id"] for m in claimed if m["event_id"])
         rules = self.rules()
-        updates, log_rows = [], []
+        decided: list[tuple[dict, datetime, Decision]] = []
+        ready: list[Ready] = []
         for message in claimed:
             at = message["due_at"] if virtual else now
             customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
-            decision = self._decide(message, rules.get(message["rule_id"]), customer,
-                                    orders.get(message["order_id"]), events.get(message["event_id"]), at)
+            result = self._prepare(message, rules.get(message["rule_id"]), customer,
+                                   orders.get(message["order_id"]), events.get(message["event_id"]), at)
+            if isinstance(result, Decision):
+                decided.append((message, at, result))
+            else:
+                ready.append(result)
+        allowed = self._gate(ready, decided, rules)
+        sent_updates, sent_log, unreserve = self._send(allowed)
+        for channel in self.channels.values():
+            channel.flush()
+        self.store.finish(sent_updates, sent_log, unreserve)
+        for message, _, decision in decided:
             report.count(decision.outcome)
             if decision.retry_at is not None:
                 report.rescheduled.append((message["customer_id"], decision.retry_at))
-            updates.append({"_id": message["id"], "state": "pending" if decision.outcome == "deferred"
-                            else decision.outcome, "reason": decision.reason, "detail": decision.detail,
-                            "due_at": decision.retry_at or message["due_at"], "updated_at": at})
-            log_rows.append({"message_id": message["id"], "time": at, "rule_id": message["rule_id"],
-                             "customer_id": message["customer_id"], "order_id": message["order_id"],
-                             "channel": message["channel"], "kind": message["kind"], "outcome": decision.outcome,
-                             "reason": decision.reason, "detail": decision.detail, "body": decision.body})
-        for channel in self.channels.values():
-            channel.flush()
-        self.store.finish(updates, log_rows)
-        log.debug("dispatched {} messages: {}", len(claimed), report.by_outcome)
+        for row in sent_log:
+            report.count(row["outcome"])
         return report
 
-    def _decide(self, message: dict, rule: Rule | None, customer: dict, order: dict | None,
-                event: dict | None, at: datetime) -> Decision:
+    # before the gate ---------------------------------------------------------------------
+    def _prepare(self, message: dict, rule: Rule | None, customer: dict, order: dict | None,
+                 event: dict | None, at: datetime) -> Decision | Ready:
         if rule is None or not rule.enabled:
             return Decision("cancelled", "rule_unavailable",
                             f"rule {message['rule_id']} is not loaded now (removed, disabled or broken)")
@@ -123,9 +142,6 @@ class Dispatcher:
                     return Decision("cancelled", "unless", _unless_detail(condition.source, order))
         except ExpressionError as exc:
             return Decision("failed", "expression_error", str(exc))
-        hold: Hold | None = self.gate.check(message, customer, at)
-        if hold is not None:
-            return Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at)
         channel = self.channels.get(message["channel"])
         if channel is None:
             return Decision("failed", "channel_unavailable",
@@ -138,13 +154,73 @@ class Dispatcher:
             body = self.templates.render(rule.template, context)
         except TemplateError as exc:
             return Decision("failed", "template_error", str(exc))
-        outbound = Outbound(message["id"], f"msg-{message['id']}", channel.name, rule.id, message["kind"],
-                            message["customer_id"], message["order_id"], to, body, at)
-        try:
-            channel.send(outbound)
-        except SendError as exc:
-            return Decision("failed", "channel_error", f"{channel.name}: {exc.reason}", body=body)
-        return Decision("sent", None, None, body=body)
+        style = self.sms.get(channel.name)
+        if style is not None:
+            body = style.finish(body, message["kind"])
+        return Ready(Candidate(message, rule, customer, at), channel, to, body)
+
+    # the gate ----------------------------------------------------------------------------
+    def _gate(self, ready: list[Ready], decided: list, rules: RuleSet) -> list[Ready]:
+        """In one transaction: judge every ready message against the customers' send
+        ledger, reserve the ones let through, and record every other decision."""
+        allowed: list[Ready] = []
+        times = [r.candidate.at for r in ready] or [at for _, at, _ in decided]
+        since = min(times) - self.gate.lookback(rules.rules)
+        with self.store.gate_transaction([r.candidate.message["customer_id"] for r in ready], since,
+                                         self.gate.rate_windows(min(times))) as txn:
+            by_candidate = {id(r.candidate): r for r in ready}
+            for candidate in self.gate.order([r.candidate for r in ready]):
+                cid, channel = candidate.message["customer_id"], candidate.message["channel"]
+                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
+                                                    txn.channel_recent.get(channel))
+                if hold is not None:
+                    decided.append((candidate.message, candidate.at, Decision(
+                        hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, logged=hold.logged)))
+                    continue
+                allowed.append(by_candidate[id(candidate)])
+                if candidate.rule.to != "staff":
+                    row = ledger_row(candidate)
+                    txn.ledger.setdefault(cid, []).append(row)
+                    txn.reservations.append(row)
+                    if channel in txn.channel_recent:
+                        txn.channel_recent[channel].append(candidate.at)
+            for message, at, decision in decided:
+                txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
+                                           else decision.outcome, decision))
+                if decision.logged:
+                    txn.log.append(_log_row(message, at, decision))
+            for r in allowed:
+                txn.updates.append(_update(r.candidate.message, r.candidate.at, "sending", Decision("sending")))
+        return allowed
+
+    # sending -----------------------------------------------------------------------------
+    def _send(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
+        updates, log_rows, unreserve = [], [], []
+        for r in allowed:
+            message, at = r.candidate.message, r.candidate.at
+            outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
+                                message["kind"], message["customer_id"], message["order_id"], r.to, r.body, at)
+            try:
+                r.channel.send(outbound)
+                decision = Decision("sent", body=r.body)
+            except SendError as exc:
+                decision = Decision("failed", "channel_error", f"{r.channel.name}: {exc.reason}", body=r.body)
+                unreserve.append(message["id"])
+            updates.append(_update(message, at, decision.outcome, decision))
+            log_rows.append(_log_row(message, at, decision))
+        return updates, log_rows, unreserve
+
+
+def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:
+    return {"_id": message["id"], "state": state, "reason": decision.reason, "detail": decision.detail,
+            "due_at": decision.retry_at or message["due_at"], "updated_at": at}
+
+
+def _log_row(message: dict, at: datetime, decision: Decision) -> dict:
+    return {"message_id": message["id"], "time": at, "rule_id": message["rule_id"],
+            "customer_id": message["customer_id"], "order_id": message["order_id"],
+            "channel": message["channel"], "kind": message["kind"], "outcome": decision.outcome,
+            "reason": decision.reason, "detail": decision.detail, "body": decision.body}
 
 
 def _event_view(event: dict | None, message: dict) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
     until = until or default_until(project, events)
     kept = [e for e in events if until is None or e.time <= until]
     start = kept[0].time if kept else until
-    channels = {name: RecordingChannel(name, {"contact": c.options.get("contact")}, project.config.base_dir)
+    channels = {name: RecordingChannel.twin(name, c.options, project.config.base_dir)
                 for name, c in project.config.channels.items()}
     with tempfile.TemporaryDirectory(prefix="engine-dry-run-", dir=workdir) as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'dry-run.db'}", throwaway=True)

@@ -104,9 +104,10 @@ def _check_customer(raw: Any) -> dict[str, Any]:
         except Exception:
             raise EventError(f"{cust['timezone']!r} is not an IANA time zone like Asia/Shanghai",
                              "customer.timezone") from None
-    tags = cust.get("tags")
-    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
-        raise EventError("must be a list of strings", "customer.tags")
+    for key in ("tags", "opted_out"):
+        value = cust.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
+            raise EventError("must be a list of strings", f"customer.{key}")
     return cust
 
 

@@ -1,32 +1,172 @@
-"""The gate: the one step between claiming a due message and sending it.
+"""The anti-spam gate: the one step between claiming a due message and sending it.
 
-It answers allow, or hold with an outcome (suppressed / deferred) and a reason. This
-release lets everything through; frequency caps, cooldowns, quiet hours and
-unsubscribe plug in here, so the daemon and the dry-run apply them identically."""
+For each message it answers allow, or hold with an outcome and a reason a marketer
+understands: suppressed (unsubscribed, cooldown, cap), deferred (quiet_hours, window,
+cap with `on_limit: defer`, channel rate) with the new time, or expired when a deferral
+would pass the message's expiry. It runs inside the store's gate transaction, against
+the send ledger of the customers concerned, so two dispatchers can never both pass a
+cap of one. Service messages count only against the service caps; staff alerts against
+nothing. The daemon and the dry-run call it identically."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.limits import Cap, Limits
+from engine.rules.model import Rule
+from engine.windows import allowed_at, next_allowed
+
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
 class Hold:
-    outcome: str  # suppressed | deferred
+    outcome: str  # suppressed | deferred | expired
     reason: str
     detail: str
     retry_at: datetime | None = None  # for deferred: the new due time
+    logged: bool = True  # channel-rate pacing is not a decision worth a log line
+
+
+@dataclass
+class Candidate:
+    message: dict[str, Any]
+    rule: Rule
+    customer: dict[str, Any]
+    at: datetime  # when the decision is made
+
+
+def ceil_minute(t: datetime) -> datetime:
+    floor = t.replace(second=0, microsecond=0)
+    return floor if floor == t else floor + MINUTE
 
 
 class Gate:
-    def check(self, message: dict[str, Any], customer: dict[str, Any], now: datetime) -> Hold | None:
-        """None lets the message through."""
-        raise NotImplementedError
+    def __init__(self, limits: Limits, tz: ZoneInfo):
+        self.limits = limits
+        self.tz = tz
 
+    def lookback(self, rules) -> timedelta:
+        cooldowns = [r.cooldown for r in rules if r.cooldown]
+        return self.limits.lookback(max(cooldowns, default=timedelta(0)))
 
-class OpenGate(Gate):
-    """Lets every message through (no limits configured)."""
+    def rate_windows(self, at: datetime) -> dict[str, datetime]:
+        return {name: at - ch.rate.per for name, ch in self.limits.channels.items() if ch.rate}
 
-    def check(self, message, customer, now):
+    @staticmethod
+    def order(candidates: list[Candidate]) -> list[Candidate]:
+        """A customer's messages due in the same minute: higher priority first, then earlier."""
+        return sorted(candidates, key=lambda c: (c.message["due_at"].replace(second=0, microsecond=0),
+                                                 -c.rule.priority, c.message["due_at"], c.message["id"]))
+
+    def check(self, c: Candidate, ledger: list[dict], channel_recent: list[datetime] | None) -> Hold | None:
+        """Decide one message; the caller records an allowed one in the ledger."""
+        if c.rule.to == "staff":
+            return None
+        message, kind, channel = c.message, c.message["kind"], c.message["channel"]
+        if kind == "marketing":
+            opted = c.customer.get("opted_out") or []
+            if "*" in opted or channel in opted:
+                which = "all marketing" if "*" in opted else f"marketing on {channel}"
+                return Hold("suppressed", "unsubscribed", f"customer {c.customer['id']} unsubscribed from {which}")
+        if c.rule.cooldown:
+            last = [s for s in ledger if s["rule_id"] == c.rule.id and s["time"] > c.at - c.rule.cooldown]
+            if last:
+                return Hold("suppressed", "cooldown", f"cooldown {c.rule.raw.get('cooldown')}: {c.rule.id} was sent "
+                                                      f"to this customer {self._when(last[-1]['time'])}")
+        hold = self._time_windows(c)
+        if hold is not None:
+            return hold
+        hold = self._caps(c, ledger)
+        if hold is not None:
+            return hold
+        return self._rate(c, channel_recent)
+
+    # quiet hours and send windows --------------------------------------------------------
+    def _time_windows(self, c: Candidate) -> Hold | None:
+        quiet = self.limits.for_kind(c.message["kind"]).quiet_hours
+        blocked = [quiet] if quiet else []
+        tz = self._customer_tz(c.customer)
+        local = c.at.astimezone(tz)
+        if allowed_at(local, blocked, c.rule.window):
+            return None
+        reason, label = (("quiet_hours", f"quiet hours {quiet}") if quiet and quiet.contains(local.time())
+                         else ("window", f"send window {c.rule.window}"))
+        retry = next_allowed(c.at, tz, blocked, c.rule.window)
+        if retry is None:
+            return Hold("suppressed", "window", f"send window {c.rule.window} lies wholly inside quiet hours {quiet}")
+        return self._defer(c, reason, f"{label} ({tz.key})", retry)
+
+    def _customer_tz(self, customer: dict) -> ZoneInfo:
+        name = customer.get("timezone")
+        if name:
+            try:
+                return ZoneInfo(name)
+            except Exception:  # noqa: BLE001 - an unknown zone falls back to the shop's
+                return self.tz
+        return self.tz
+
+    # frequency caps ----------------------------------------------------------------------
+    def _caps(self, c: Candidate, ledger: list[dict]) -> Hold | None:
+        kind, channel = c.message["kind"], c.message["channel"]
+        checks: list[tuple[str, Cap, list[dict]]] = []
+        same_kind = [s for s in ledger if s["kind"] == kind]
+        for cap in self.limits.for_kind(kind).per_customer:
+            checks.append((f"{kind} cap {cap}", cap, same_kind))
+        channel_limits = self.limits.channels.get(channel)
+        if kind == "marketing" and channel_limits:
+            on_channel = [s for s in same_kind if s["channel"] == channel]
+            for cap in channel_limits.per_customer:
+                checks.append((f"{channel} marketing cap {cap}", cap, on_channel))
+        for label, cap, sent in checks:
+            counted = [s for s in sent if s["time"] > c.at - cap.window]
+            if len(counted) < cap.count:
+                continue
+            listed = ", ".join(f"{self._when(s['time'])} ({s['rule_id']})" for s in counted[-3:])
+            more = f" and {len(counted) - 3} more" if len(counted) > 3 else ""
+            what = f"{label} reached: sent {listed}{more}"
+            if c.rule.on_limit != "defer":
+                return Hold("suppressed", "cap", what)
+            frees = counted[len(counted) - cap.count]["time"] + cap.window
+            return self._defer(c, "cap", what, ceil_minute(frees))
         return None
+
+    # provider throughput -------------------------------------------------------------------
+    def _rate(self, c: Candidate, recent: list[datetime] | None) -> Hold | None:
+        limits = self.limits.channels.get(c.message["channel"])
+        if recent is None or limits is None or limits.rate is None:
+            return None
+        rate = limits.rate
+        window = [t for t in recent if t > c.at - rate.per]
+        if len(window) < rate.count:
+            return None
+        slot = window[len(window) - rate.count] + rate.per
+        return Hold("deferred", "rate", f"paced by channel rate {rate.text}: next slot {slot.isoformat()}",
+                    retry_at=slot, logged=False)
+
+    # ---------------------------------------------------------------------------------------
+    def _defer(self, c: Candidate, reason: str, what: str, retry: datetime) -> Hold:
+        message = c.message
+        limit = message["expires_at"] or message["due_at"] + self.limits.max_deferral
+        if retry > limit:
+            why = "its expiry" if message["expires_at"] else f"the longest deferral ({_span(self.limits.max_deferral)})"
+            return Hold("expired", "expired", f"{what}; it could go only at {self._when(retry)}, past {why}")
+        return Hold("deferred", reason, f"{what}; deferred to {self._when(retry)}", retry_at=retry)
+
+    def _when(self, t: datetime) -> str:
+        return t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _span(delta: timedelta) -> str:
+    from engine.durations import format_duration
+
+    return format_duration(delta)
+
+
+def ledger_row(c: Candidate) -> dict[str, Any]:
+    m = c.message
+    return {"message_id": m["id"], "customer_id": m["customer_id"], "rule_id": m["rule_id"],
+            "channel": m["channel"], "kind": m["kind"], "time": c.at.astimezone(timezone.utc)}

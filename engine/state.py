@@ -24,7 +24,7 @@ ORDER_FIELDS = ("amount", "items")
 
 def new_customer(customer_id: str) -> dict[str, Any]:
     return {"id": customer_id, "name": None, "phone": None, "email": None, "birthday": None,
-            "timezone": None, "tags": [], "attrs": {}, "first_seen_at": None, "updated_at": None}
+            "timezone": None, "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": None, "updated_at": None}
 
 
 def new_order(order_id: str, customer_id: str) -> dict[str, Any]:
@@ -41,6 +41,10 @@ def apply_customer(customer: dict[str, Any], event: Event) -> dict[str, Any]:
     Fields are merged when the event is not older than the last update, so a replayed
     old event does not overwrite a newer phone number."""
     incoming = event.customer
+    if event.type == "customer.unsubscribed":  # from that moment on, whatever the event order
+        channel = event.data.get("channel") or "*"
+        if channel not in customer["opted_out"]:
+            customer["opted_out"] = [*customer["opted_out"], str(channel)]
     fresher = customer["updated_at"] is None or event.time >= customer["updated_at"]
     if customer["first_seen_at"] is None or event.time < customer["first_seen_at"]:
         customer["first_seen_at"] = event.time
@@ -56,6 +60,8 @@ def apply_customer(customer: dict[str, Any], event: Event) -> dict[str, Any]:
             customer[key] = value
         elif key == "tags":
             customer["tags"] = list(value)
+        elif key == "opted_out":  # the shop's own record of opt-outs, e.g. ["sms"] or ["*"]
+            customer["opted_out"] = [str(v) for v in value]
         else:
             customer["attrs"][key] = value
     customer["updated_at"] = event.time

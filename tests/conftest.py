@@ -90,7 +90,7 @@ def clock():
 
 
 def recording_channels(project):
-    return {name: RecordingChannel(name, {"contact": c.options.get("contact")}, project.config.base_dir)
+    return {name: RecordingChannel.twin(name, c.options, project.config.base_dir)
             for name, c in project.config.channels.items()}
 
 

@@ -97,7 +97,7 @@ def test_dry_run_json_records_have_the_documented_fields():
     for rec in records:
         assert set(rec) == fields
         assert rec["time"].endswith("+08:00")
-        assert rec["outcome"] in {"sent", "cancelled", "suppressed", "expired", "failed"}
+        assert rec["outcome"] in {"sent", "deferred", "cancelled", "suppressed", "expired", "failed"}
         if rec["outcome"] == "sent":
             assert rec["reason"] is None and rec["body"]
         else:

@@ -96,7 +96,7 @@ BROKEN = [
             path: var/outbox/sms.jsonl
             contct: phone
         """,
-        ["config.yaml:5: channels.sms.contct: unknown option 'contct' for a file channel; options: contact, path"],
+        ["config.yaml:5: channels.sms.contct: unknown option 'contct' for a file channel; options: contact, sms, path"],
         id="unknown-channel-option"),
     pytest.param(
         """\

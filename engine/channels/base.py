@@ -44,6 +44,7 @@ class Channel:
     # option name -> help; options in `required` must be present
     options_help: ClassVar[dict[str, str]] = {
         "contact": "customer field holding the address: phone, email, or none (default)",
+        "sms": "this channel sends SMS: {signature: 【店名】, unsubscribe: 回T退订, max_segments: 2}",
     }
     required: ClassVar[tuple[str, ...]] = ()
     CONTACTS: ClassVar[tuple[str, ...]] = ("phone", "email")
@@ -53,6 +54,7 @@ class Channel:
         self.options = options
         self.base_dir = base_dir
         self.contact: str | None = options.get("contact")
+        self.sms_options: dict | None = (options.get("sms") or {}) if "sms" in options else None
 
     @classmethod
     def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -68,6 +70,13 @@ class Channel:
         contact = options.get("contact")
         if contact is not None and contact not in cls.CONTACTS:
             out.append(("contact", f"contact must be one of {', '.join(cls.CONTACTS)}, not {contact!r}"))
+        sms = options.get("sms")
+        if sms is not None and not isinstance(sms, dict):
+            out.append(("sms", "must be a mapping: {signature: 【店名】, unsubscribe: 回T退订, max_segments: 2}"))
+        elif sms:
+            for key in sms:
+                if key not in ("signature", "unsubscribe", "max_segments"):
+                    out.append(("sms", f"unknown sms option {key!r}; options: signature, unsubscribe, max_segments"))
         return out
 
     def address(self, customer: dict[str, Any]) -> str | None:

@@ -10,6 +10,12 @@ from engine.channels.base import Channel, Outbound
 class RecordingChannel(Channel):
     type_name = "recording"
 
+    @classmethod
+    def twin(cls, name: str, options: dict, base_dir) -> "RecordingChannel":
+        """A recording channel standing in for a configured one: same contact field, same
+        SMS conventions, nothing sent anywhere."""
+        return cls(name, {k: options[k] for k in ("contact", "sms") if k in options}, base_dir)
+
     def __init__(self, name, options, base_dir):
         super().__init__(name, options, base_dir)
         self.sent: list[Outbound] = []

@@ -12,12 +12,14 @@ from typing import Iterable
 from engine.durations import HINT as DURATION_HINT, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
 from engine.events import STANDARD_TYPES
+from engine.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.templates import Templates
 from engine.yamlfile import YAML11_BOOL_WORDS, Lines, did_you_mean, format_path, load_yaml_file
 
-_TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts"}
+_TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts",
+               "integer": "a whole number"}
 
 
 def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
@@ -168,12 +170,18 @@ class _Validator:
                 report(key, f"unknown event type {etype!r}{did_you_mean(etype, STANDARD_TYPES)} "
                             "(custom types are allowed; ignore this if it is one)", "warning")
         durations = {}
-        for key in ("wait", "expires"):
+        for key in ("wait", "expires", "cooldown"):
             if key in item:
                 try:
                     durations[key] = parse_duration(item[key])
                 except ValueError:
                     report((key,), f"bad duration {item[key]!r}; {DURATION_HINT}")
+        window = None
+        if "window" in item:
+            try:
+                window = parse_window(item["window"])
+            except ValueError as exc:
+                report(("window",), str(exc))
         channel = item["channel"]
         if channel not in self.channels:
             report(("channel",), f"unknown channel {channel!r}; channels in config.yaml: "
@@ -193,7 +201,9 @@ class _Validator:
         return Rule(id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
                     when=when, channel=channel, template=item["template"], once_per=once_per,
                     conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
-                    send_at=send_at, expires=durations.get("expires"), enabled=item.get("enabled", True),
+                    send_at=send_at, expires=durations.get("expires"), cooldown=durations.get("cooldown"),
+                    window=window, priority=item.get("priority", 0), on_limit=item.get("on_limit", "skip"),
+                    to=item.get("to", "customer"), enabled=item.get("enabled", True),
                     file=lines.file, line=lines.line(path), key_path=format_path(path), raw=dict(item))
 
     def _conditions(self, item: dict, key: str, report) -> list[Condition]:
@@ -255,6 +265,8 @@ def _is_type(value, name: str) -> bool:
         return isinstance(value, str) and value.strip() != ""
     if name == "boolean":
         return isinstance(value, bool)
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
     if name == "list-of-strings":
         return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
     raise AssertionError(name)

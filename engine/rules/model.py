@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
+from engine.limits import DailyWindow
+
 Evaluator = Callable[[dict], Any]
 
 
@@ -29,6 +31,11 @@ class Rule:
     wait: timedelta | None = None
     send_at: Condition | None = None
     expires: timedelta | None = None
+    cooldown: timedelta | None = None
+    window: DailyWindow | None = None
+    priority: int = 0
+    on_limit: str = "skip"  # skip | defer
+    to: str = "customer"  # customer | staff
     enabled: bool = True
     file: str = ""
     line: int | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*[smhdw]\s*)+$"
 NOT_BLANK = r"\S"  # text must not be empty or only spaces
+WINDOW_PATTERN = r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "rules.schema.json"
 
@@ -51,6 +52,17 @@ FIELDS: tuple[Field, ...] = (
     Field("template", ("string",), "A template file under templates/.", "payment_reminder.sms.j2", required=True),
     Field("once_per", ("string",), "Dedup scope: the rule fires at most once per event, order or customer.",
           "order", choices=("event", "order", "customer"), default="event"),
+    Field("cooldown", ("string",), "The same rule sends to the same customer at most once in this period.",
+          "30d", pattern=DURATION_PATTERN),
+    Field("window", ("string",), "This rule's own send window, in the customer's local time (HH:MM-HH:MM); "
+          "combined with the quiet hours. Outside it the message waits.", "10:00-20:00", pattern=WINDOW_PATTERN),
+    Field("priority", ("integer",), "Higher wins when a customer's messages due in the same minute compete "
+          "for a frequency cap.", "10", default=0),
+    Field("on_limit", ("string",), "What a frequency cap does to this rule's message: skip it (suppressed) or "
+          "defer it until the cap frees, within expires (or limits.max_deferral).", "defer",
+          choices=("skip", "defer"), default="skip"),
+    Field("to", ("string",), "customer, or staff: an alert for the shop's team, never counted in customer limits "
+          "and never held by quiet hours.", "staff", choices=("customer", "staff"), default="customer"),
     Field("enabled", ("boolean",), "false switches the rule off without deleting it.", "true", default=True),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}

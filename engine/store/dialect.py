@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from operator import itemgetter
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -47,6 +47,16 @@ def configure_sqlite(engine: Engine, throwaway: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_customers(conn, engine: Engine, ids: list[str]) -> None:
+    """The gate's per-customer lock: PostgreSQL row locks taken in id order (so two
+    dispatchers never deadlock); SQLite's BEGIN IMMEDIATE already serialises writers."""
+    if engine.dialect.name == "postgresql" and ids:
+        from engine.store.tables import customers  # noqa: PLC0415 - tables import this module's peers
+
+        conn.execute(select(customers.c.id).where(customers.c.id.in_(ids)).order_by(customers.c.id)
+                     .with_for_update())
 
 
 def lock_due_rows(select_stmt, engine: Engine):

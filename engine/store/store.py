@@ -10,15 +10,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import create_engine, func, select, update
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, delete, func, select, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
 from engine.store.tables import (customers, encode_time, events, message_log, messages, metadata, orders,
-                                 rejected_events)
+                                 rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
-PENDING, CLAIMED = "pending", "claimed"
+PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Store:
                 "orders": dialect.BulkWrite(self.engine, orders, ("id",), update=True),
                 "messages": dialect.BulkWrite(self.engine, messages, ("rule_id", "dedup_key")),
                 "message_log": dialect.BulkWrite(self.engine, message_log),
+                "sends": dialect.BulkWrite(self.engine, sends),
             }
         return self._bulk_writes
 
@@ -156,44 +159,108 @@ class Store:
 
     # ---- dispatch ---------------------------------------------------------------------
     def claim_due(self, now: datetime, limit: int) -> list[dict]:
-        """Atomically move up to `limit` due pending messages to `claimed`, earliest first."""
+        """Atomically move up to `limit` due pending messages to `claimed`, earliest first.
+
+        A customer's messages due at the same time are claimed together (the batch may
+        exceed `limit` for that), so the gate can rank them by priority."""
         due = (select(messages.c.id).where(messages.c.state == PENDING, messages.c.due_at <= now)
-               .order_by(messages.c.due_at, messages.c.id).limit(limit))
-        due = dialect.lock_due_rows(due, self.engine)
-        stmt = (update(messages).where(messages.c.id.in_(due.scalar_subquery()))
-                .values(state=CLAIMED, claimed_at=now, updated_at=now, attempts=messages.c.attempts + 1)
-                .returning(*messages.c))
+               .order_by(messages.c.due_at, messages.c.customer_id, messages.c.id).limit(limit))
+        claim = dict(state=CLAIMED, claimed_at=now, updated_at=now, attempts=messages.c.attempts + 1)
+        stmt = (update(messages).where(messages.c.id.in_(dialect.lock_due_rows(due, self.engine).scalar_subquery()))
+                .values(**claim).returning(*messages.c))
         with self.engine.begin() as conn:
             rows = [r._asdict() for r in conn.execute(stmt)]
+            if len(rows) >= limit:
+                last = max(rows, key=lambda r: (r["due_at"], r["customer_id"]))
+                rest = (update(messages).where(messages.c.state == PENDING,
+                                               messages.c.customer_id == last["customer_id"],
+                                               messages.c.due_at == last["due_at"])
+                        .values(**claim).returning(*messages.c))
+                rows.extend(r._asdict() for r in conn.execute(rest))
         rows.sort(key=lambda r: (r["due_at"], r["id"]))
         return rows
 
-    def finish(self, updates: list[dict], log: list[dict]) -> None:
+    @contextmanager
+    def gate_transaction(self, customer_ids: list[str], since: datetime, channel_since: dict[str, datetime]):
+        """One transaction for the gate: lock the customers (PostgreSQL; SQLite's write
+        lock covers it), read their sends since `since` and each rate-limited channel's
+        recent sends, let the caller decide, then write what it decided."""
+        with self.engine.begin() as conn:
+            ids = sorted(set(customer_ids))
+            for start in range(0, len(ids), _CHUNK):
+                dialect.lock_customers(conn, self.engine, ids[start:start + _CHUNK])
+            txn = GateTransaction(conn, self)
+            for start in range(0, len(ids), _CHUNK):
+                stmt = (select(sends).where(sends.c.customer_id.in_(ids[start:start + _CHUNK]), sends.c.time > since)
+                        .order_by(sends.c.time))
+                for row in conn.execute(stmt):
+                    txn.ledger.setdefault(row.customer_id, []).append(row._asdict())
+            for channel, start_at in channel_since.items():
+                stmt = (select(sends.c.time).where(sends.c.channel == channel, sends.c.time > start_at)
+                        .order_by(sends.c.time))
+                txn.channel_recent[channel] = [r[0] for r in conn.execute(stmt)]
+            yield txn
+            txn.write()
+
+    def finish(self, updates: list[dict], log: list[dict], unreserve: list[int] = ()) -> None:
         """Record the outcome of claimed messages and their decisions, together.
 
-        Each update: _id, state, reason, detail, due_at, updated_at."""
+        Each update: _id, state, reason, detail, due_at, updated_at. `unreserve`: messages
+        the gate let through whose send failed; they leave the send ledger."""
+        with self.engine.begin() as conn:
+            self._update_messages(conn, updates)
+            self._bulk()["message_log"].run(conn, log)
+            unreserve = list(unreserve)
+            for start in range(0, len(unreserve), _CHUNK):
+                conn.execute(delete(sends).where(sends.c.message_id.in_(unreserve[start:start + _CHUNK])))
+
+    def _update_messages(self, conn, updates: list[dict]) -> None:
+        if not updates:
+            return
         p = dialect.placeholder(self.engine)
         sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, updated_at = {p}, "
-               f"claimed_at = NULL WHERE id = {p}")
+               f"claimed_at = CASE WHEN {p} = 1 THEN claimed_at ELSE NULL END WHERE id = {p}")
         name = self.dialect
-        params = [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
-                   encode_time(u["updated_at"], name), u["_id"]) for u in updates]
-        with self.engine.begin() as conn:
-            if params:
-                conn.exec_driver_sql(sql, params)
-            self._bulk()["message_log"].run(conn, log)
+        conn.exec_driver_sql(sql, [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
+                                    encode_time(u["updated_at"], name), int(u["state"] == SENDING), u["_id"])
+                                   for u in updates])
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
-        """Claims older than the lease belong to a dispatcher that died: make them pending."""
-        stmt = (update(messages).where(messages.c.state == CLAIMED, messages.c.claimed_at < now - lease)
-                .values(state=PENDING, claimed_at=None, updated_at=now))
+        """Claims older than the lease belong to a dispatcher that died: make them pending
+        again (a message it had let through also leaves the send ledger)."""
+        stale = select(messages.c.id).where(messages.c.state.in_((CLAIMED, SENDING)),
+                                            messages.c.claimed_at < now - lease)
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount
+            ids = [r[0] for r in conn.execute(stale)]
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                conn.execute(delete(sends).where(sends.c.message_id.in_(chunk)))
+                conn.execute(update(messages).where(messages.c.id.in_(chunk))
+                             .values(state=PENDING, claimed_at=None, updated_at=now))
+        return len(ids)
 
     def pending_by_rule(self) -> dict[tuple[str, str], int]:
         stmt = select(messages.c.rule_id, messages.c.state, func.count()).group_by(messages.c.rule_id, messages.c.state)
         with self.engine.connect() as conn:
             return {(r[0], r[1]): r[2] for r in conn.execute(stmt)}
+
+
+class GateTransaction:
+    """What the gate sees and writes inside its transaction."""
+
+    def __init__(self, conn, store: "Store"):
+        self.conn = conn
+        self.store = store
+        self.ledger: dict[str, list[dict]] = {}  # customer -> their sends, oldest first
+        self.channel_recent: dict[str, list[datetime]] = {}  # rate-limited channel -> recent send times
+        self.reservations: list[dict] = []  # sends rows for the messages let through
+        self.updates: list[dict] = []
+        self.log: list[dict] = []
+
+    def write(self) -> None:
+        self.store._bulk()["sends"].run(self.conn, self.reservations)
+        self.store._update_messages(self.conn, self.updates)
+        self.store._bulk()["message_log"].run(self.conn, self.log)
 
 
 class ConcurrentIngest(RuntimeError):

@@ -77,6 +77,7 @@ customers = Table(
     Column("timezone", String(64)),
     Column("tags", JSON, nullable=False),
     Column("attrs", JSON, nullable=False),
+    Column("opted_out", JSON, nullable=False),  # channel names unsubscribed from marketing; "*" = all
     Column("first_seen_at", UTCDateTime),
     Column("updated_at", UTCDateTime),
 )
@@ -119,6 +120,20 @@ messages = Table(
 )
 Index("ix_messages_state_due", messages.c.state, messages.c.due_at)
 Index("ix_messages_customer", messages.c.customer_id)
+
+# The send ledger the anti-spam gate counts: one row per message let through (written in
+# the same transaction as the gate's decision, removed again if the send then fails).
+sends = Table(
+    "sends", metadata,
+    Column("message_id", Integer, primary_key=True, autoincrement=False),
+    Column("customer_id", ID, nullable=False),
+    Column("rule_id", String(200), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+)
+Index("ix_sends_customer_time", sends.c.customer_id, sends.c.time)
+Index("ix_sends_channel_time", sends.c.channel, sends.c.time)
 
 message_log = Table(
     "message_log", metadata,

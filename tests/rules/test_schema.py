@@ -84,7 +84,7 @@ def test_every_key_has_help_and_an_example_for_the_editor():
 
 
 def test_a_key_the_schema_lacks_is_rejected_by_schema_and_validator(validator, tmp_path):
-    text = A_RULE + "    priority: high\n"
+    text = A_RULE + "    urgency: high\n"
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "thanks.sms.j2").write_text("谢谢\n", encoding="utf-8")
     (tmp_path / "rules").mkdir()
@@ -94,8 +94,8 @@ def test_a_key_the_schema_lacks_is_rejected_by_schema_and_validator(validator, t
                          ["sms"], display_root=tmp_path)
 
     assert schema_errors(validator, text) == [
-        "Additional properties are not allowed ('priority' was unexpected)"]
-    assert [str(p) for p in ruleset.problems] == ["rules/a.yaml:6: rules[0].priority: unknown key 'priority'"]
+        "Additional properties are not allowed ('urgency' was unexpected)"]
+    assert [str(p) for p in ruleset.problems] == ["rules/a.yaml:6: rules[0].urgency: unknown key 'urgency'"]
 
 
 # The loader-table cases the schema can express (channels, templates, expressions and

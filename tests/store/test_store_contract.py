@@ -27,7 +27,7 @@ def event_row(eid: str, minutes: float = 0) -> dict:
 
 def customer_row(cid: str, name: str) -> dict:
     return {"id": cid, "name": name, "phone": "13800000000", "email": None, "birthday": None, "timezone": None,
-            "tags": [], "attrs": {}, "first_seen_at": NOW, "updated_at": NOW}
+            "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": NOW, "updated_at": NOW}
 
 
 def message_row(dedup_key: str, due_minutes: float, rule_id: str = "payment-reminder", state: str = "pending",
@@ -221,7 +221,7 @@ def test_finish_back_to_pending_with_a_new_due_time_defers_the_message(store):
 
 
 def test_claims_older_than_the_lease_go_back_to_the_queue(store):
-    ids = add_messages(store, message_row("order:o-1", -5), message_row("order:o-2", -5))
+    ids = add_messages(store, message_row("order:o-1", -5), message_row("order:o-2", -5, customer_id="c-2"))
     store.claim_due(NOW, limit=1)  # o-1 claimed by a dispatcher that then died
     lease = timedelta(minutes=5)
 

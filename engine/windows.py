@@ -1,0 +1,66 @@
+"""When may a message go? Quiet hours and send windows in the customer's local time.
+
+`next_allowed` finds the first moment at or after a given time that is outside every
+blocked window and inside the allowed one, stepping from boundary to boundary in local
+wall-clock time (DST-safe: a boundary that falls in a spring-forward gap resolves to
+the first moment after the gap; in the repeated fall-back hour, the first pass counts)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from engine.limits import DailyWindow
+
+_SEARCH_DAYS = 3
+
+
+def allowed_at(local: datetime, blocked: list[DailyWindow], allowed: DailyWindow | None) -> bool:
+    t = local.time()
+    return not any(w.contains(t) for w in blocked) and (allowed is None or allowed.contains(t))
+
+
+def next_allowed(at: datetime, tz: ZoneInfo, blocked: list[DailyWindow],
+                 allowed: DailyWindow | None = None) -> datetime | None:
+    """The first moment >= `at` when a message may go; None if none within 3 days
+    (a send window that lies wholly inside quiet hours)."""
+    candidate = at.astimezone(timezone.utc)
+    boundaries = sorted({w.end for w in blocked} | ({allowed.start} if allowed else set()))
+    limit = candidate + timedelta(days=_SEARCH_DAYS)
+    while candidate <= limit:
+        local = candidate.astimezone(tz)
+        if allowed_at(local, blocked, allowed):
+            return candidate
+        following = _next_boundary(local, boundaries, tz)
+        if following is None or following <= candidate:
+            return None
+        candidate = following
+    return None
+
+
+def _next_boundary(local: datetime, boundaries: list[time], tz: ZoneInfo) -> datetime | None:
+    """The next boundary time-of-day strictly after `local`, as an aware UTC moment."""
+    for day in range(0, _SEARCH_DAYS + 1):
+        date = (local + timedelta(days=day)).date()
+        for b in boundaries:
+            wall = datetime.combine(date, b)
+            moment = _resolve(wall, tz)
+            if moment > local.astimezone(timezone.utc):
+                return moment
+    return None
+
+
+def _resolve(wall: datetime, tz: ZoneInfo) -> datetime:
+    """A local wall time as UTC. In a spring-forward gap, the moment the gap ends."""
+    aware = wall.replace(tzinfo=tz, fold=0)
+    utc = aware.astimezone(timezone.utc)
+    if utc.astimezone(tz).replace(tzinfo=None) != wall:  # the wall time does not exist
+        later = wall.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
+        earlier = utc
+        gap_end = min(later, earlier)
+        # the first existing local moment after the gap is the transition itself
+        probe = gap_end
+        while probe.astimezone(tz).replace(tzinfo=None) < wall:
+            probe += timedelta(minutes=1)
+        return probe
+    return utc
