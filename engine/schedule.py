@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from engine.errors import ExpressionError
 from engine.events import Event
+from engine.gate import ceil_minute
 from engine.rules.model import Rule
 
 
@@ -50,7 +51,9 @@ def due_time(rule: Rule, event: Event, context: dict[str, Any], tz: ZoneInfo) ->
 
 
 def plan(rule: Rule, event: Event, context: dict[str, Any], tz: ZoneInfo) -> Plan:
-    due = due_time(rule, event, context, tz)
+    """Due times are rounded up to the whole minute: never early, and a customer's
+    messages due in the same minute meet in one gate decision, ranked by priority."""
+    due = ceil_minute(due_time(rule, event, context, tz))
     expires = due + rule.expires if rule.expires is not None else None
     return Plan(rule, due, expires, dedup_key(rule, event))
 
