@@ -16,6 +16,7 @@ from engine.dispatch import DispatchReport, Dispatcher
 from engine.events import Event
 from engine.gate import Gate
 from engine.intake import IngestReport, Intake
+from engine.preview import sms_length_warnings
 from engine.rules import RuleSet, load_rules
 from engine.store import Store
 from engine.templates import Templates
@@ -45,6 +46,7 @@ def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path)
         config = default_config()
     templates = Templates(templates_dir, config.timezone, config.shop)
     rules = load_rules(rules_dir, templates, config.channels.keys())
+    rules.problems.extend(sms_length_warnings(rules, templates, config))
     return Project(config, templates, rules)
 
 

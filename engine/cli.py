@@ -157,11 +157,12 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) 
     for rejected in result.rejected:
         click.echo(f"{events_file}:{rejected.line}: rejected: {rejected.reason}", err=True)
     tz = project.config.timezone
+    sms = frozenset(name for name, c in project.config.channels.items() if "sms" in c.options)
     if as_json:
         for decision in result.decisions:
-            click.echo(json.dumps(report.record(decision, project.rules, tz), ensure_ascii=False))
+            click.echo(json.dumps(report.record(decision, project.rules, tz, sms), ensure_ascii=False))
     else:
-        for line in report.timeline(result.decisions, tz):
+        for line in report.timeline(result.decisions, tz, sms_channels=sms):
             click.echo(line)
         click.echo("")
     span = (f"{result.start.astimezone(tz):%Y-%m-%d %H:%M} .. {result.until.astimezone(tz):%Y-%m-%d %H:%M}"

@@ -8,14 +8,16 @@ from zoneinfo import ZoneInfo
 
 from engine.outcomes import OUTCOMES as OUTCOME_ORDER
 from engine.rules.model import RuleSet
+from engine.templates import sms_segments
 
 JSON_FIELDS = ("time", "rule", "rule_name", "customer", "order", "channel", "kind", "outcome", "reason",
-               "detail", "body")
+               "detail", "body", "segments")
 
 
-def record(decision: dict, rules: RuleSet, tz: ZoneInfo) -> dict:
+def record(decision: dict, rules: RuleSet, tz: ZoneInfo, sms_channels: frozenset = frozenset()) -> dict:
     """One decision as the documented JSON object."""
     rule = rules.get(decision["rule_id"])
+    sent = decision["outcome"] == "sent"
     return {
         "time": decision["time"].astimezone(tz).isoformat(),
         "rule": decision["rule_id"],
@@ -27,11 +29,13 @@ def record(decision: dict, rules: RuleSet, tz: ZoneInfo) -> dict:
         "outcome": decision["outcome"],
         "reason": decision["reason"],
         "detail": decision["detail"],
-        "body": decision["body"] if decision["outcome"] == "sent" else None,
+        "body": decision["body"] if sent else None,
+        "segments": sms_segments(decision["body"]) if sent and decision["channel"] in sms_channels else None,
     }
 
 
-def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 72) -> list[str]:
+def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 72,
+             sms_channels: frozenset = frozenset()) -> list[str]:
     if not decisions:
         return ["(no messages: no rule matched these events)"]
     rule_w = max(len(d["rule_id"]) for d in decisions)
@@ -42,6 +46,9 @@ def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 72) -> list[str]:
         when = d["time"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
         if d["outcome"] == "sent":
             text = (d["body"] or "").replace("\n", " ")
+            segments = sms_segments(text) if d["channel"] in sms_channels else 1
+            if segments > 1:
+                text = f"[{segments} SMS] {text}"
         else:
             text = f"{d['reason']}: {d['detail']}" if d["detail"] else str(d["reason"])
         if len(text) > width:

@@ -5,7 +5,7 @@ It covers what the shipped rules react to: unpaid orders (payment reminders), or
 paid before the reminder is due (cancelled), shipping, delivery, signing, reviews
 (good, neutral, bad), a refund, a stuck parcel, a carrier-reported exception, a customer
 without a phone number, a replayed event, a shipped event arriving after the signed
-one, and one malformed line."""
+one, two unsubscribes, and malformed lines."""
 
 from __future__ import annotations
 
@@ -119,6 +119,10 @@ def main() -> None:
                 continue  # never reviewed → review request 3 days after signing
             emit("order.reviewed", t_sign + timedelta(hours=rng.randint(10, 60)), cust, {"id": order["id"]},
                  {"rating": rating, "text": text})
+
+    # Two customers opt out of marketing: one from SMS only, one from everything
+    emit("customer.unsubscribed", datetime(2026, 11, 12, 20, 15, tzinfo=TZ), customers[8], data={"channel": "sms"})
+    emit("customer.unsubscribed", datetime(2026, 11, 13, 9, 40, tzinfo=TZ), customers[9])
 
     # Write in arrival order (by time, but a few shipped events arrive after the signed one).
     lines.sort(key=lambda item: item[0])

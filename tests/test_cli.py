@@ -15,6 +15,12 @@ from tests.conftest import ROOT
 from tests.helpers import created, event, jsonl
 
 EXAMPLE = ROOT / "examples" / "double11_week.jsonl"
+_EXAMPLE_LINES = EXAMPLE.read_text(encoding="utf-8").splitlines()
+# The example holds two deliberately bad lines and one replayed event (see make_double11.py).
+BROKEN_LINE = next(i for i, line in enumerate(_EXAMPLE_LINES, 1) if '"evt-broken"' in line)
+TRUNCATED_LINE = next(i for i, line in enumerate(_EXAMPLE_LINES, 1) if '"evt-truncated"' in line)
+EXAMPLE_EVENTS = len({json.loads(line)["id"] for i, line in enumerate(_EXAMPLE_LINES, 1)
+                      if i not in (BROKEN_LINE, TRUNCATED_LINE)})
 
 
 def run(*args, input=None):
@@ -93,25 +99,30 @@ def test_dry_run_json_records_have_the_documented_fields():
     records, result = dry_json("--events", str(EXAMPLE))
     assert records, "the example must produce decisions"
     fields = {"time", "rule", "rule_name", "customer", "order", "channel", "kind", "outcome", "reason",
-              "detail", "body"}
+              "detail", "body", "segments"}
     for rec in records:
         assert set(rec) == fields
         assert rec["time"].endswith("+08:00")
         assert rec["outcome"] in {"sent", "deferred", "cancelled", "suppressed", "expired", "failed"}
         if rec["outcome"] == "sent":
             assert rec["reason"] is None and rec["body"]
+            sms = rec["channel"] == "sms"
+            assert rec["segments"] == ((1 if len(rec["body"]) <= 70 else -(-len(rec["body"]) // 67)) if sms else None)
         else:
-            assert rec["reason"] and rec["body"] is None and rec["detail"]
+            assert rec["reason"] and rec["body"] is None and rec["detail"] and rec["segments"] is None
+    deferred = [r for r in records if r["outcome"] == "deferred"]
+    assert deferred and all("deferred to 20" in r["detail"] for r in deferred)
     times = [r["time"] for r in records]
     assert times == sorted(times)
 
 
 def test_dry_run_reports_rejected_lines_on_stderr_and_goes_on():
     records, result = dry_json("--events", str(EXAMPLE))
-    assert f"{EXAMPLE}:189: rejected: order: is required for order.* events (an object with an id)" in result.stderr
-    assert f"{EXAMPLE}:195: rejected: not valid JSON" in result.stderr
+    assert (f"{EXAMPLE}:{BROKEN_LINE}: rejected: order: is required for order.* events (an object with an id)"
+            in result.stderr)
+    assert f"{EXAMPLE}:{TRUNCATED_LINE}: rejected: not valid JSON" in result.stderr
     assert "summary:" in result.stderr
-    assert "dry-run: 376 events (1 repeated ids ignored, 2 lines rejected)" in result.stderr
+    assert f"dry-run: {EXAMPLE_EVENTS} events (1 repeated ids ignored, 2 lines rejected)" in result.stderr
 
 
 def test_payment_reminder_is_cancelled_by_a_payment_and_sent_otherwise():
@@ -190,16 +201,17 @@ def test_ingest_is_idempotent_and_keeps_rejected_lines(workdir):
     cfg = str(workdir / "config.yaml")
     first = run("ingest", str(EXAMPLE), "--config", cfg)
     assert first.exit_code == 3
-    assert f"{EXAMPLE}:189: rejected: order: is required for order.* events" in first.stderr
-    assert "376 events stored, 1 already stored (ignored), 2 rejected" in first.stdout
+    assert f"{EXAMPLE}:{BROKEN_LINE}: rejected: order: is required for order.* events" in first.stderr
+    assert f"{EXAMPLE_EVENTS} events stored, 1 already stored (ignored), 2 rejected" in first.stdout
     second = run("ingest", str(EXAMPLE), "--config", cfg)
-    assert "0 events stored, 377 already stored (ignored), 2 rejected; 0 messages scheduled" in second.stdout
+    assert (f"0 events stored, {EXAMPLE_EVENTS + 1} already stored (ignored), 2 rejected; 0 messages scheduled"
+            in second.stdout)
     import sqlite3
     with sqlite3.connect(workdir / "var" / "engine.db") as conn:
-        assert conn.execute("select count(*) from events").fetchone()[0] == 376
+        assert conn.execute("select count(*) from events").fetchone()[0] == EXAMPLE_EVENTS
         rows = conn.execute("select line, reason from rejected_events order by id").fetchall()
-    assert rows[:2] == [(189, "order: is required for order.* events (an object with an id)"),
-                        (195, "not valid JSON: Expecting value at column 58")]
+    assert rows[:2] == [(BROKEN_LINE, "order: is required for order.* events (an object with an id)"),
+                        (TRUNCATED_LINE, "not valid JSON: Expecting value at column 58")]
 
 
 def test_run_py_is_the_entry_point():
@@ -207,3 +219,14 @@ def test_run_py_is_the_entry_point():
     assert out.returncode == 0
     for command in ("check", "dry-run", "ingest", "daemon"):
         assert command in out.stdout
+
+
+def test_check_warns_when_an_sms_template_is_longer_than_the_channel_allows(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (workdir / "templates" / "review_request.sms.j2").write_text(
+        "{{ customer.name }}，" + "感谢您选择我们的店铺，" * 14 + "\n", encoding="utf-8")
+    result = run("check")
+    assert result.exit_code == 0  # a warning, not an error
+    assert ("rules/after_sale.yaml:3: rules[0].template: warning: review_request.sms.j2 renders to 3 SMS "
+            "segments (168 characters with signature and unsubscribe suffix) for sample data; channel sms "
+            "allows 2: shorten the text") in result.stdout.splitlines()
