@@ -22,6 +22,13 @@ def encode_time(value: datetime, dialect_name: str):
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def decode_time(value, dialect_name: str) -> datetime:
+    """The inverse of encode_time: an aware UTC datetime."""
+    if isinstance(value, int):
+        return EPOCH + value * _MICROSECOND
+    return value.replace(tzinfo=timezone.utc)
+
+
 class UTCDateTime(TypeDecorator):
     impl = DateTime
     cache_ok = True
