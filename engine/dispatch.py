@@ -18,7 +18,7 @@ from loguru import logger
 from engine.channels import Channel, Outbound, SendError
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
-from engine.gate import Candidate, Gate, Hold, ledger_row
+from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
 from engine.rules.model import Rule, RuleSet
 from engine.sms import SmsStyle
 from engine.state import new_customer
@@ -35,6 +35,7 @@ class Decision:
     body: str | None = None
     retry_at: datetime | None = None
     logged: bool = True
+    deadline: datetime | None = None  # kept as the message's expiry when a deferral sets one
 
 
 @dataclass
@@ -110,17 +111,25 @@ class Dispatcher:
                 decided.append((message, at, result))
             else:
                 ready.append(result)
-        allowed = self._gate(ready, decided, rules)
+        allowed, provisional = self._gate(ready, decided, rules, virtual)
         sent_updates, sent_log, unreserve = self._send(allowed)
         for channel in self.channels.values():
             channel.flush()
+        for row in sent_log:
+            report.count(row["outcome"])
+        failed = set(unreserve)
+        for message, at, decision, depends_on in provisional:
+            if failed & depends_on:  # the send that capped it did not happen: judge it again
+                sent_updates.append(_update(message, message["due_at"], "pending", Decision("pending")))
+            else:
+                decided.append((message, at, decision))
+                sent_updates.append(_update(message, at, decision.outcome, decision))
+                sent_log.append(_log_row(message, at, decision))
         self.store.finish(sent_updates, sent_log, unreserve)
         for message, _, decision in decided:
             report.count(decision.outcome)
             if decision.retry_at is not None:
                 report.rescheduled.append((message["customer_id"], decision.retry_at))
-        for row in sent_log:
-            report.count(row["outcome"])
         return report
 
     # before the gate ---------------------------------------------------------------------
@@ -130,6 +139,10 @@ class Dispatcher:
             return Decision("cancelled", "rule_unavailable",
                             f"rule {message['rule_id']} is not loaded now (removed, disabled or broken)")
         if message["expires_at"] is not None and at > message["expires_at"]:
+            if rule.expires is None:  # a deadline set by a deferral (limits.max_deferral)
+                return Decision("expired", "expired", "could not be sent before its deadline "
+                                                      f"{message['expires_at'].astimezone(self.tz):%Y-%m-%d %H:%M} "
+                                                      "(limits.max_deferral after its first due time)")
             late = at - message["due_at"]
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
                                                   f"due time ({_minutes(late)} late)")
@@ -160,26 +173,47 @@ class Dispatcher:
         return Ready(Candidate(message, rule, customer, at), channel, to, body)
 
     # the gate ----------------------------------------------------------------------------
-    def _gate(self, ready: list[Ready], decided: list, rules: RuleSet) -> list[Ready]:
+    def _gate(self, ready: list[Ready], decided: list, rules: RuleSet, virtual: bool):
         """In one transaction: judge every ready message against the customers' send
-        ledger, reserve the ones let through, and record every other decision."""
+        ledger, reserve the ones let through, and record every other decision.
+
+        Returns the messages let through, and the cap suppressions that rest on a send of
+        this batch (final only once that send succeeded). On the virtual clock, messages
+        due at or after a time a deferral in this batch moved another message to go back
+        to the queue undecided: they must meet it in the same decision."""
         allowed: list[Ready] = []
+        provisional: list[tuple[dict, datetime, Decision, set[int]]] = []
         times = [r.candidate.at for r in ready] or [at for _, at, _ in decided]
         since = min(times) - self.gate.lookback(rules.rules)
+        reserved: set[int] = set()
+        horizon: datetime | None = None  # virtual clock: the earliest time a deferral moved a message to
+        latest = max((r.candidate.at for r in ready), default=None)
         with self.store.gate_transaction([r.candidate.message["customer_id"] for r in ready], since,
                                          self.gate.rate_windows(min(times))) as txn:
             by_candidate = {id(r.candidate): r for r in ready}
             for candidate in self.gate.order([r.candidate for r in ready]):
-                cid, channel = candidate.message["customer_id"], candidate.message["channel"]
+                message = candidate.message
+                if horizon is not None and ceil_minute(candidate.at) >= horizon:
+                    txn.updates.append(_update(message, message["due_at"], "pending", Decision("pending")))
+                    continue
+                cid, channel = message["customer_id"], message["channel"]
                 hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
                                                     txn.channel_recent.get(channel))
                 if hold is not None:
-                    decided.append((candidate.message, candidate.at, Decision(
-                        hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, logged=hold.logged)))
+                    decision = Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at,
+                                        logged=hold.logged, deadline=hold.deadline)
+                    depends_on = reserved.intersection(hold.counted)
+                    if depends_on:
+                        provisional.append((message, candidate.at, decision, depends_on))
+                    else:
+                        decided.append((message, candidate.at, decision))
+                    if virtual and hold.retry_at is not None and hold.retry_at <= latest:
+                        horizon = min(horizon or hold.retry_at, ceil_minute(hold.retry_at))
                     continue
                 allowed.append(by_candidate[id(candidate)])
+                row = ledger_row(candidate)
+                reserved.add(message["id"])
                 if candidate.rule.to != "staff":
-                    row = ledger_row(candidate)
                     txn.ledger.setdefault(cid, []).append(row)
                     txn.reservations.append(row)
                     if channel in txn.channel_recent:
@@ -191,7 +225,7 @@ class Dispatcher:
                     txn.log.append(_log_row(message, at, decision))
             for r in allowed:
                 txn.updates.append(_update(r.candidate.message, r.candidate.at, "sending", Decision("sending")))
-        return allowed
+        return allowed, provisional
 
     # sending -----------------------------------------------------------------------------
     def _send(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
@@ -213,7 +247,8 @@ class Dispatcher:
 
 def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:
     return {"_id": message["id"], "state": state, "reason": decision.reason, "detail": decision.detail,
-            "due_at": decision.retry_at or message["due_at"], "updated_at": at}
+            "due_at": decision.retry_at or message["due_at"], "expires_at": decision.deadline or message["expires_at"],
+            "updated_at": at}
 
 
 def _log_row(message: dict, at: datetime, decision: Decision) -> dict:

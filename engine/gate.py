@@ -29,6 +29,8 @@ class Hold:
     detail: str
     retry_at: datetime | None = None  # for deferred: the new due time
     logged: bool = True  # channel-rate pacing is not a decision worth a log line
+    counted: tuple[int, ...] = ()  # for cap: the messages whose sends count against it
+    deadline: datetime | None = None  # for deferred: the latest time it may still go
 
 
 @dataclass
@@ -63,11 +65,11 @@ class Gate:
                                                  -c.rule.priority, c.message["due_at"], c.message["id"]))
 
     def check(self, c: Candidate, ledger: list[dict], channel_recent: list[datetime] | None) -> Hold | None:
-        """Decide one message; the caller records an allowed one in the ledger."""
-        if c.rule.to == "staff":
-            return None
+        """Decide one message; the caller records an allowed one in the ledger. Staff
+        alerts obey only their rule's own cooldown and window."""
         message, kind, channel = c.message, c.message["kind"], c.message["channel"]
-        if kind == "marketing":
+        staff = c.rule.to == "staff"
+        if kind == "marketing" and not staff:
             opted = c.customer.get("opted_out") or []
             if "*" in opted or channel in opted:
                 which = "all marketing" if "*" in opted else f"marketing on {channel}"
@@ -77,8 +79,8 @@ class Gate:
             if last:
                 return Hold("suppressed", "cooldown", f"cooldown {c.rule.raw.get('cooldown')}: {c.rule.id} was sent "
                                                       f"to this customer {self._when(last[-1]['time'])}")
-        hold = self._time_windows(c)
-        if hold is not None:
+        hold = self._time_windows(c, staff)
+        if hold is not None or staff:
             return hold
         hold = self._caps(c, ledger)
         if hold is not None:
@@ -86,8 +88,8 @@ class Gate:
         return self._rate(c, channel_recent)
 
     # quiet hours and send windows --------------------------------------------------------
-    def _time_windows(self, c: Candidate) -> Hold | None:
-        quiet = self.limits.for_kind(c.message["kind"]).quiet_hours
+    def _time_windows(self, c: Candidate, staff: bool = False) -> Hold | None:
+        quiet = None if staff else self.limits.for_kind(c.message["kind"]).quiet_hours
         blocked = [quiet] if quiet else []
         tz = self._customer_tz(c.customer)
         local = c.at.astimezone(tz)
@@ -98,7 +100,7 @@ class Gate:
         retry = next_allowed(c.at, tz, blocked, c.rule.window)
         if retry is None:
             return Hold("suppressed", "window", f"send window {c.rule.window} lies wholly inside quiet hours {quiet}")
-        return self._defer(c, reason, f"{label} ({tz.key})", retry)
+        return self._defer(c, reason, f"{label} ({tz.key})", retry, tz)
 
     def _customer_tz(self, customer: dict) -> ZoneInfo:
         name = customer.get("timezone")
@@ -128,10 +130,12 @@ class Gate:
             listed = ", ".join(f"{self._when(s['time'])} ({s['rule_id']})" for s in counted[-3:])
             more = f" and {len(counted) - 3} more" if len(counted) > 3 else ""
             what = f"{label} reached: sent {listed}{more}"
+            ids = tuple(s["message_id"] for s in counted)
             if c.rule.on_limit != "defer":
-                return Hold("suppressed", "cap", what)
+                return Hold("suppressed", "cap", what, counted=ids)
             frees = counted[len(counted) - cap.count]["time"] + cap.window
-            return self._defer(c, "cap", what, ceil_minute(frees))
+            hold = self._defer(c, "cap", what, ceil_minute(frees))
+            return Hold(hold.outcome, hold.reason, hold.detail, hold.retry_at, counted=ids, deadline=hold.deadline)
         return None
 
     # provider throughput -------------------------------------------------------------------
@@ -148,16 +152,23 @@ class Gate:
                     retry_at=slot, logged=False)
 
     # ---------------------------------------------------------------------------------------
-    def _defer(self, c: Candidate, reason: str, what: str, retry: datetime) -> Hold:
+    def _defer(self, c: Candidate, reason: str, what: str, retry: datetime, tz: ZoneInfo | None = None) -> Hold:
+        """Defer to `retry`, unless that passes the message's deadline: its expiry, or for
+        a message without one, limits.max_deferral after its first due time (the
+        deadline is then kept with the message, so repeated deferrals cannot extend it)."""
         message = c.message
-        limit = message["expires_at"] or message["due_at"] + self.limits.max_deferral
-        if retry > limit:
-            why = "its expiry" if message["expires_at"] else f"the longest deferral ({_span(self.limits.max_deferral)})"
-            return Hold("expired", "expired", f"{what}; it could go only at {self._when(retry)}, past {why}")
-        return Hold("deferred", reason, f"{what}; deferred to {self._when(retry)}", retry_at=retry)
+        deadline = message["expires_at"] or message["due_at"] + self.limits.max_deferral
+        if retry > deadline:
+            why = ("its expiry" if c.rule.expires else f"the longest deferral ({_span(self.limits.max_deferral)})")
+            return Hold("expired", "expired", f"{what}; it could go only at {self._when(retry, tz)}, past {why}")
+        return Hold("deferred", reason, f"{what}; deferred to {self._when(retry, tz)}", retry_at=retry,
+                    deadline=deadline)
 
-    def _when(self, t: datetime) -> str:
-        return t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+    def _when(self, t: datetime, tz: ZoneInfo | None = None) -> str:
+        shown = t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+        if tz is not None and tz.key != self.tz.key:
+            shown += f" ({t.astimezone(tz):%H:%M} in {tz.key})"
+        return shown
 
 
 def _span(delta: timedelta) -> str:

@@ -40,27 +40,24 @@ def next_allowed(at: datetime, tz: ZoneInfo, blocked: list[DailyWindow],
 
 def _next_boundary(local: datetime, boundaries: list[time], tz: ZoneInfo) -> datetime | None:
     """The next boundary time-of-day strictly after `local`, as an aware UTC moment."""
-    for day in range(0, _SEARCH_DAYS + 1):
+    now = local.astimezone(timezone.utc)
+    for day in range(-1, _SEARCH_DAYS + 1):
         date = (local + timedelta(days=day)).date()
-        for b in boundaries:
-            wall = datetime.combine(date, b)
-            moment = _resolve(wall, tz)
-            if moment > local.astimezone(timezone.utc):
-                return moment
+        moments = sorted(m for b in boundaries for m in _moments(datetime.combine(date, b), tz) if m > now)
+        if moments:
+            return moments[0]
     return None
 
 
-def _resolve(wall: datetime, tz: ZoneInfo) -> datetime:
-    """A local wall time as UTC. In a spring-forward gap, the moment the gap ends."""
-    aware = wall.replace(tzinfo=tz, fold=0)
-    utc = aware.astimezone(timezone.utc)
-    if utc.astimezone(tz).replace(tzinfo=None) != wall:  # the wall time does not exist
-        later = wall.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
-        earlier = utc
-        gap_end = min(later, earlier)
-        # the first existing local moment after the gap is the transition itself
-        probe = gap_end
-        while probe.astimezone(tz).replace(tzinfo=None) < wall:
-            probe += timedelta(minutes=1)
-        return probe
-    return utc
+def _moments(wall: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The UTC moments a local wall time stands for: one; two in the repeated hour of a
+    fall-back night; in a spring-forward gap, the moment the gap ends."""
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
+    second = wall.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
+    exists = first.astimezone(tz).replace(tzinfo=None) == wall
+    if exists:
+        return sorted({first, second} if second.astimezone(tz).replace(tzinfo=None) == wall else {first})
+    probe = min(first, second)  # in the gap: step to the first minute that exists after it
+    while probe.astimezone(tz).replace(tzinfo=None) < wall:
+        probe += timedelta(minutes=1)
+    return [probe]

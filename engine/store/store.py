@@ -194,9 +194,11 @@ class Store:
             rows = reader.decode(conn.execute(stmt))
             if len(rows) >= limit:
                 last = max(rows, key=lambda r: (r["due_at"], r["customer_id"]))
-                rest = (update(messages).where(messages.c.state == PENDING,
-                                               messages.c.customer_id == last["customer_id"],
-                                               messages.c.due_at == last["due_at"])
+                group = select(messages.c.id).where(messages.c.state == PENDING,
+                                                    messages.c.customer_id == last["customer_id"],
+                                                    messages.c.due_at == last["due_at"])
+                rest = (update(messages)
+                        .where(messages.c.id.in_(dialect.lock_due_rows(group, self.engine).scalar_subquery()))
                         .values(**claim).returning(*columns))
                 rows.extend(reader.decode(conn.execute(rest)))
         rows.sort(key=lambda r: (r["due_at"], r["id"]))
@@ -240,12 +242,16 @@ class Store:
         if not updates:
             return
         p = dialect.placeholder(self.engine)
-        sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, updated_at = {p}, "
-               f"claimed_at = CASE WHEN {p} = 1 THEN claimed_at ELSE NULL END WHERE id = {p}")
+        sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, expires_at = COALESCE({p}, expires_at), "
+               f"updated_at = {p}, claimed_at = CASE WHEN {p} = 1 THEN claimed_at ELSE NULL END WHERE id = {p}")
         name = self.dialect
+
+        def time_or_none(value):
+            return None if value is None else encode_time(value, name)
+
         conn.exec_driver_sql(sql, [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
-                                    encode_time(u["updated_at"], name), int(u["state"] == SENDING), u["_id"])
-                                   for u in updates])
+                                    time_or_none(u.get("expires_at")), encode_time(u["updated_at"], name),
+                                    int(u["state"] == SENDING), u["_id"]) for u in updates])
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Claims older than the lease belong to a dispatcher that died: make them pending
