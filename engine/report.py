@@ -34,7 +34,7 @@ def record(decision: dict, rules: RuleSet, tz: ZoneInfo, sms_channels: frozenset
     }
 
 
-def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 72,
+def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 100,
              sms_channels: frozenset = frozenset()) -> list[str]:
     if not decisions:
         return ["(no messages: no rule matched these events)"]
