@@ -44,10 +44,9 @@ class DryRunResult:
     channels: dict[str, Channel] = field(default_factory=dict)
 
 
-def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> tuple[list[Event], list[Rejected]]:
-    """Parse numbered lines (text, or raw bytes decoded here as UTF-8, line by line)."""
-    events, rejected = [], []
-    tz = project.config.timezone
+def _texts(lines: Iterable[tuple[int, str | bytes]], rejected: list[Rejected]):
+    """(number, text) of the non-blank lines; raw bytes are decoded here as UTF-8, line
+    by line, so one line in another encoding is rejected alone."""
     for number, text in lines:
         if isinstance(text, bytes):
             try:
@@ -57,8 +56,15 @@ def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> t
                 rejected.append(Rejected(number, f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
                                          shown.rstrip("\r")))
                 continue
-        if not text.strip():
-            continue
+        if text.strip():
+            yield number, text
+
+
+def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> tuple[list[Event], list[Rejected]]:
+    """Parse and validate numbered lines."""
+    events, rejected = [], []
+    tz = project.config.timezone
+    for number, text in _texts(lines, rejected):
         try:
             events.append(parse_line(text, tz))
         except EventError as exc:
@@ -66,12 +72,32 @@ def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> t
     return events, rejected
 
 
+def _timetable(lines: Iterable[tuple[int, str | bytes]], project: Project
+               ) -> tuple[list[tuple[datetime, int, str]], list[Rejected]]:
+    """Validate every line but keep only (time, line number, text), in time order: a
+    million parsed events would not fit the dry-run's memory budget; each is parsed
+    again when the virtual clock reaches it."""
+    entries, rejected = [], []
+    tz = project.config.timezone
+    for number, text in _texts(lines, rejected):
+        try:
+            entries.append((parse_line(text, tz).time, number, text))
+        except EventError as exc:
+            rejected.append(Rejected(number, str(exc), text.rstrip("\n")))
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    return entries, rejected
+
+
 def default_until(project: Project, events: list[Event]) -> datetime | None:
     """The last event + the longest wait/expires of the rules + one day."""
-    if not events:
+    return _until_after(project, max((e.time for e in events), default=None))
+
+
+def _until_after(project: Project, last: datetime | None) -> datetime | None:
+    if last is None:
         return None
     horizon = max((r.horizon for r in project.rules.rules), default=timedelta(0))
-    return max(e.time for e in events) + horizon + timedelta(days=1)
+    return last + horizon + timedelta(days=1)
 
 
 def _leads(project: Project) -> dict[str, timedelta]:
@@ -134,11 +160,12 @@ class _Replay:
 
 def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime | None = None,
             workdir: Path | None = None) -> DryRunResult:
-    events, rejected = read_events(lines, project)
-    events.sort(key=lambda e: e.time)
-    until = until or default_until(project, events)
-    kept = [e for e in events if until is None or e.time <= until]
-    start = kept[0].time if kept else until
+    entries, rejected = _timetable(lines, project)
+    until = until or _until_after(project, entries[-1][0] if entries else None)
+    kept = [entry for entry in entries if until is None or entry[0] <= until]
+    del entries
+    start = kept[0][0] if kept else until
+    tz = project.config.timezone
     channels = {name: RecordingChannel.twin(name, c.options, project.config.base_dir)
                 for name, c in project.config.channels.items()}
     with tempfile.TemporaryDirectory(prefix="engine-dry-run-", dir=workdir) as tmp:
@@ -146,8 +173,8 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
         engine = Engine(project, store, channels, VirtualClock(start or datetime.now().astimezone()))
         try:
             replay = _Replay(engine, _leads(project))
-            for event in kept:
-                replay.feed(event)
+            for _, _, text in kept:
+                replay.feed(parse_line(text, tz))
             replay.flush()
             if until is not None:
                 replay.dispatch(until)
