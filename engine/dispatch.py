@@ -207,7 +207,9 @@ class Dispatcher:
                         provisional.append((message, candidate.at, decision, depends_on))
                     else:
                         decided.append((message, candidate.at, decision))
-                    if virtual and hold.retry_at is not None and hold.retry_at <= latest:
+                    # (channel-rate pacing moves a message by seconds, inside its minute: no one
+                    # else's decision depends on it, so it does not cut the batch)
+                    if virtual and hold.reason != "rate" and hold.retry_at is not None and hold.retry_at <= latest:
                         horizon = min(horizon or hold.retry_at, ceil_minute(hold.retry_at))
                     continue
                 allowed.append(by_candidate[id(candidate)])
