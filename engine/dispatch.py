@@ -8,6 +8,7 @@ next."""
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -207,6 +208,8 @@ class Dispatcher:
                         provisional.append((message, candidate.at, decision, depends_on))
                     else:
                         decided.append((message, candidate.at, decision))
+                    if hold.reason == "rate":  # hold its slot, so the next one paced gets the one after
+                        insort(txn.channel_recent[channel], hold.retry_at)
                     # (channel-rate pacing moves a message by seconds, inside its minute: no one
                     # else's decision depends on it, so it does not cut the batch)
                     if virtual and hold.reason != "rate" and hold.retry_at is not None and hold.retry_at <= latest:
@@ -219,7 +222,7 @@ class Dispatcher:
                     txn.ledger.setdefault(cid, []).append(row)
                     txn.reservations.append(row)
                     if channel in txn.channel_recent:
-                        txn.channel_recent[channel].append(candidate.at)
+                        insort(txn.channel_recent[channel], candidate.at)
             for message, at, decision in decided:
                 txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
                                            else decision.outcome, decision))

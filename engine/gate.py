@@ -10,6 +10,7 @@ nothing. The daemon and the dry-run call it identically."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -144,10 +145,14 @@ class Gate:
         if recent is None or limits is None or limits.rate is None:
             return None
         rate = limits.rate
-        window = [t for t in recent if t > c.at - rate.per]
-        if len(window) < rate.count:
+        slot = c.at
+        while True:  # the first moment with room in the window ending there (recent is sorted)
+            window = recent[bisect_right(recent, slot - rate.per):bisect_right(recent, slot)]
+            if len(window) < rate.count:
+                break
+            slot = window[len(window) - rate.count] + rate.per
+        if slot == c.at:
             return None
-        slot = window[len(window) - rate.count] + rate.per
         return Hold("deferred", "rate", f"paced by channel rate {rate.text}: next slot {slot.isoformat()}",
                     retry_at=slot, logged=False)
 
