@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.durations import format_duration
 from engine.limits import Cap, Limits
 from engine.rules.model import Rule
 from engine.windows import allowed_at, next_allowed
@@ -177,8 +178,6 @@ class Gate:
 
 
 def _span(delta: timedelta) -> str:
-    from engine.durations import format_duration
-
     return format_duration(delta)
 
 

@@ -267,11 +267,6 @@ class Store:
                              .values(state=PENDING, claimed_at=None, updated_at=now))
         return len(ids)
 
-    def pending_by_rule(self) -> dict[tuple[str, str], int]:
-        stmt = select(messages.c.rule_id, messages.c.state, func.count()).group_by(messages.c.rule_id, messages.c.state)
-        with self.engine.connect() as conn:
-            return {(r[0], r[1]): r[2] for r in conn.execute(stmt)}
-
 
 class GateTransaction:
     """What the gate sees and writes inside its transaction."""
