@@ -189,7 +189,7 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
       python run.py ingest examples/double11_week.jsonl
       cat new_orders.jsonl | python run.py ingest -
     """
-    from engine.dryrun import read_events
+    from engine.events import read_events
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)

@@ -20,17 +20,10 @@ from engine.channels import Channel
 from engine.channels.recording import RecordingChannel
 from engine.clock import VirtualClock
 from engine.errors import EventError
-from engine.events import Event, parse_line
+from engine.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
 from engine.store import Store
 
 BATCH = 2000
-
-
-@dataclass
-class Rejected:
-    line: int
-    reason: str
-    raw: str
 
 
 @dataclass
@@ -44,34 +37,6 @@ class DryRunResult:
     channels: dict[str, Channel] = field(default_factory=dict)
 
 
-def _texts(lines: Iterable[tuple[int, str | bytes]], rejected: list[Rejected]):
-    """(number, text) of the non-blank lines; raw bytes are decoded here as UTF-8, line
-    by line, so one line in another encoding is rejected alone."""
-    for number, text in lines:
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                shown = text.decode("utf-8", errors="replace").replace("\ufffd", "?")
-                rejected.append(Rejected(number, f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
-                                         shown.rstrip("\r")))
-                continue
-        if text.strip():
-            yield number, text
-
-
-def read_events(lines: Iterable[tuple[int, str | bytes]], project: Project) -> tuple[list[Event], list[Rejected]]:
-    """Parse and validate numbered lines."""
-    events, rejected = [], []
-    tz = project.config.timezone
-    for number, text in _texts(lines, rejected):
-        try:
-            events.append(parse_line(text, tz))
-        except EventError as exc:
-            rejected.append(Rejected(number, str(exc), text.rstrip("\n")))
-    return events, rejected
-
-
 def _timetable(lines: Iterable[tuple[int, str | bytes]], project: Project
                ) -> tuple[list[tuple[datetime, int, str]], list[Rejected]]:
     """Validate every line but keep only (time, line number, text), in time order: a
@@ -79,7 +44,7 @@ def _timetable(lines: Iterable[tuple[int, str | bytes]], project: Project
     again when the virtual clock reaches it."""
     entries, rejected = [], []
     tz = project.config.timezone
-    for number, text in _texts(lines, rejected):
+    for number, text in numbered_texts(lines, rejected):
         try:
             entries.append((parse_line(text, tz).time, number, text))
         except EventError as exc:

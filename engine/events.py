@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from engine.errors import EventError
@@ -157,3 +157,38 @@ def parse_line(line: str, tz: ZoneInfo) -> Event:
     except json.JSONDecodeError as exc:
         raise EventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     return parse_event(raw, tz)
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+    raw: str
+
+
+def numbered_texts(lines: Iterable[tuple[int, str | bytes]], rejected: list[Rejected]):
+    """(number, text) of the non-blank lines; raw bytes are decoded here as UTF-8, line
+    by line, so one line in another encoding is rejected alone."""
+    for number, text in lines:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                shown = text.decode("utf-8", errors="replace").replace("\ufffd", "?")
+                rejected.append(Rejected(number, f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
+                                         shown.rstrip("\r")))
+                continue
+        if text.strip():
+            yield number, text
+
+
+def read_events(lines: Iterable[tuple[int, str | bytes]], project) -> tuple[list[Event], list[Rejected]]:
+    """Parse and validate numbered lines (what `ingest` and the dry-run read)."""
+    events, rejected = [], []
+    tz = project.config.timezone
+    for number, text in numbered_texts(lines, rejected):
+        try:
+            events.append(parse_line(text, tz))
+        except EventError as exc:
+            rejected.append(Rejected(number, str(exc), text.rstrip("\n")))
+    return events, rejected
