@@ -1,4 +1,4 @@
-"""Dispatch: claim due → expiry → re-check `unless` → render → gate → send → record.
+"""Dispatch: claim due → expiry → re-check `unless` → gate → render → send → record.
 
 One pass handles a batch: one claim, three lookups (customers, orders, events), one gate
 transaction (per-customer locks, the send ledger, every decision but the sends), the
@@ -41,12 +41,13 @@ class Decision:
 
 @dataclass
 class Ready:
-    """A message that passed the checks before the gate: rendered, with an address."""
+    """A message that passed the checks before the gate, with an address. It is rendered
+    only once the gate lets it through (a deferred message would be rendered again)."""
 
     candidate: Candidate
     channel: Channel
     to: str
-    body: str
+    context: Any
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Dispatcher:
             return report
         customers = self.store.customers_by_id(m["customer_id"] for m in claimed)
         orders = self.store.orders_by_id(m["order_id"] for m in claimed if m["order_id"])
-        events = self.store.events_by_id(m["event_id"] for m in claimed if m["event_id"])
+        events = self.store.event_data_by_id(m["event_id"] for m in claimed if m["event_id"])
         rules = self.rules()
         decided: list[tuple[dict, datetime, Decision]] = []
         ready: list[Ready] = []
@@ -147,8 +148,7 @@ class Dispatcher:
             late = at - message["due_at"]
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
                                                   f"due time ({_minutes(late)} late)")
-        payload = (event or {}).get("payload") or {}
-        context = build_context(customer, order, _event_view(event, message), payload.get("data") or {},
+        context = build_context(customer, order, _event_view(event, message), (event or {}).get("data") or {},
                                 self.shop, at, self.tz)
         try:
             for condition in rule.unless:
@@ -164,14 +164,14 @@ class Dispatcher:
         if to is None:
             return Decision("failed", "no_contact", f"customer {message['customer_id']} has no "
                                                      f"{channel.contact} for channel {channel.name}")
-        try:
-            body = self.templates.render(rule.template, context)
-        except TemplateError as exc:
-            return Decision("failed", "template_error", str(exc))
-        style = self.sms.get(channel.name)
+        return Ready(Candidate(message, rule, customer, at), channel, to, context)
+
+    def _render(self, r: Ready) -> str:
+        body = self.templates.render(r.candidate.rule.template, r.context)
+        style = self.sms.get(r.channel.name)
         if style is not None:
-            body = style.finish(body, message["kind"])
-        return Ready(Candidate(message, rule, customer, at), channel, to, body)
+            body = style.finish(body, r.candidate.message["kind"])
+        return body
 
     # the gate ----------------------------------------------------------------------------
     def _gate(self, ready: list[Ready], decided: list, rules: RuleSet, virtual: bool):
@@ -234,16 +234,27 @@ class Dispatcher:
 
     # sending -----------------------------------------------------------------------------
     def _send(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
+        """Render and send what the gate let through. A message that cannot be rendered
+        or sent fails and leaves the send ledger (it was not sent, so it counts against
+        no cap)."""
         updates, log_rows, unreserve = [], [], []
         for r in allowed:
             message, at = r.candidate.message, r.candidate.at
+            try:
+                body = self._render(r)
+            except TemplateError as exc:
+                decision = Decision("failed", "template_error", str(exc))
+                unreserve.append(message["id"])
+                updates.append(_update(message, at, decision.outcome, decision))
+                log_rows.append(_log_row(message, at, decision))
+                continue
             outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
-                                message["kind"], message["customer_id"], message["order_id"], r.to, r.body, at)
+                                message["kind"], message["customer_id"], message["order_id"], r.to, body, at)
             try:
                 r.channel.send(outbound)
-                decision = Decision("sent", body=r.body)
+                decision = Decision("sent", body=body)
             except SendError as exc:
-                decision = Decision("failed", "channel_error", f"{r.channel.name}: {exc.reason}", body=r.body)
+                decision = Decision("failed", "channel_error", f"{r.channel.name}: {exc.reason}", body=body)
                 unreserve.append(message["id"])
             updates.append(_update(message, at, decision.outcome, decision))
             log_rows.append(_log_row(message, at, decision))

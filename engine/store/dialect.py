@@ -120,18 +120,19 @@ class BulkWrite:
 
 
 class BulkRead:
-    """`SELECT every column FROM table WHERE key IN (...)` through the driver, with times
-    and JSON decoded here: the read side of BulkWrite. SQLAlchemy's Row objects,
+    """`SELECT columns FROM table WHERE key IN (...)` through the driver's own cursor, with
+    times and JSON decoded here: the read side of BulkWrite. SQLAlchemy's Row objects,
     `_asdict()` and per-value result processing cost more than SQLite's own work on
     the ingest and dispatch hot paths (three such lookups per batch)."""
 
-    def __init__(self, engine: Engine, table, key: str = "id"):
+    def __init__(self, engine: Engine, table, key: str = "id", columns: tuple[str, ...] | None = None):
         from engine.store.tables import UTCDateTime, decode_time  # noqa: PLC0415 - avoid a cycle
 
         name = engine.dialect.name
-        self.keys = [c.name for c in table.columns]
+        chosen = [c for c in table.columns if columns is None or c.name in columns]
+        self.keys = [c.name for c in chosen]
         decoders = []
-        for i, column in enumerate(table.columns):
+        for i, column in enumerate(chosen):
             if isinstance(column.type, UTCDateTime):
                 decoders.append((i, lambda v, d=name: decode_time(v, d)))
             elif column.type.__class__.__name__ == "JSON":
@@ -145,11 +146,11 @@ class BulkRead:
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
             sql = self._sql + "(" + ", ".join([self._holder] * len(part)) + ")"
-            out.extend(self.decode(conn.exec_driver_sql(sql, tuple(part))))
+            out.extend(self.decode(raw_rows(conn, sql, tuple(part))))
         return out
 
     def decode(self, rows) -> list[dict]:
-        """Driver rows (all columns, in table order) as dicts of Python values."""
+        """Driver rows (the chosen columns, in table order) as dicts of Python values."""
         keys, decoders, out = self.keys, self._decoders, []
         for row in rows:
             values = list(row)
@@ -160,9 +161,33 @@ class BulkRead:
         return out
 
 
+def raw_rows(conn, sql: str, params=()) -> list[tuple]:
+    """All rows of one statement, fetched by the driver's cursor in one call (no
+    SQLAlchemy result objects: on the hot paths their per-row cost is larger than the
+    database's). Runs inside `conn`'s transaction."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def json_value(value):
+    """A JSON column's value as Python (None stays None)."""
+    return None if value is None else _json_loads(value)
+
+
 def _json_loads(value):
-    """SQLite hands back JSON text; psycopg has already decoded it."""
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+    """SQLite hands back JSON text; psycopg has already decoded it. Empty lists and
+    objects (most tags, attrs and opt-outs) skip the decoder."""
+    if value.__class__ is str:
+        if value == "[]":
+            return []
+        if value == "{}":
+            return {}
+        return json.loads(value)
+    return json.loads(value) if isinstance(value, bytes) else value
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

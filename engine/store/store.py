@@ -12,15 +12,16 @@ from typing import Any, Iterable
 
 from contextlib import contextmanager
 
-from sqlalchemy import BigInteger, DateTime, create_engine, delete, func, select, type_coerce, update
+from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (UTCDateTime, customers, encode_time, events, message_log, messages, metadata, orders,
+from engine.store.tables import (IN_FLIGHT_WHERE, PENDING_WHERE, customers, decode_time, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
+_PENDING_SQL = PENDING_WHERE  # written out, not bound: a partial index is used only for its own literal WHERE
 
 
 @dataclass
@@ -48,12 +49,10 @@ class Store:
             dialect.configure_sqlite(self.engine, throwaway)
         if create:
             metadata.create_all(self.engine)
-
-    def _undecoded(self, table) -> list:
-        """The table's columns with times left as the driver returns them, for BulkRead.decode
-        (SQLAlchemy's per-value result processing is the larger part of a claim's cost)."""
-        raw = BigInteger() if self.dialect == "sqlite" else DateTime()
-        return [type_coerce(c, raw).label(c.name) if isinstance(c.type, UTCDateTime) else c for c in table.columns]
+            with self.engine.begin() as conn:  # indexes added since the tables were made
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        index.create(conn, checkfirst=True)
 
     def _reader(self, table) -> dialect.BulkRead:
         reader = self._readers.get(table.name)
@@ -94,9 +93,29 @@ class Store:
     def events_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
         return {r["id"]: r for r in self._by_ids(events, events.c.id, ids)}
 
+    def event_data_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+        """What dispatch needs of each event: id, type, time and `data` (the payload's
+        `data` object, extracted by the database; the rest of the payload, often the
+        larger part, is not read)."""
+        ids = list(dict.fromkeys(i for i in ids if i is not None))
+        if not ids:
+            return {}
+        p = dialect.placeholder(self.engine)
+        data = "json_extract(payload, '$.data')" if self.dialect == "sqlite" else "payload -> 'data'"
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                part = ids[start:start + _CHUNK]
+                sql = f"SELECT id, type, time, {data} FROM events WHERE id IN ({', '.join([p] * len(part))})"
+                for event_id, kind, time, payload_data in dialect.raw_rows(conn, sql, tuple(part)):
+                    out[event_id] = {"id": event_id, "type": kind, "time": decode_time(time, self.dialect),
+                                     "data": dialect.json_value(payload_data) or {}}
+        return out
+
     def next_due_at(self) -> datetime | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.min(messages.c.due_at)).where(messages.c.state == PENDING)).scalar()
+            value = dialect.raw_rows(conn, f"SELECT min(due_at) FROM messages WHERE {_PENDING_SQL}")[0][0]
+        return None if value is None else decode_time(value, self.dialect)
 
     def count(self, table_name: str, **where) -> int:
         table = metadata.tables[table_name]
@@ -183,24 +202,25 @@ class Store:
         """Atomically move up to `limit` due pending messages to `claimed`, earliest first.
 
         A customer's messages due at the same time are claimed together (the batch may
-        exceed `limit` for that), so the gate can rank them by priority."""
-        due = (select(messages.c.id).where(messages.c.state == PENDING, messages.c.due_at <= now)
-               .order_by(messages.c.due_at, messages.c.customer_id, messages.c.id).limit(limit))
-        claim = dict(state=CLAIMED, claimed_at=now, updated_at=now, attempts=messages.c.attempts + 1)
-        columns, reader = self._undecoded(messages), self._reader(messages)
-        stmt = (update(messages).where(messages.c.id.in_(dialect.lock_due_rows(due, self.engine).scalar_subquery()))
-                .values(**claim).returning(*columns))
+        exceed `limit` for that), so the gate can rank them by priority. The pending
+        rows are found through the partial index ix_messages_pending (due_at,
+        customer_id, id), in the order the claim wants them: no sort, however large the
+        backlog."""
+        p, reader = dialect.placeholder(self.engine), self._reader(messages)
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        claim = (f"UPDATE messages SET state = '{CLAIMED}', claimed_at = {p}, updated_at = {p}, "
+                 f"attempts = attempts + 1 WHERE id IN (SELECT id FROM messages WHERE {_PENDING_SQL} AND ")
+        returning = f") RETURNING {', '.join(reader.keys)}"
+        at = encode_time(now, self.dialect)
         with self.engine.begin() as conn:
-            rows = reader.decode(conn.execute(stmt))
+            rows = reader.decode(dialect.raw_rows(
+                conn, claim + f"due_at <= {p} ORDER BY due_at, customer_id, id LIMIT {int(limit)}{lock}" + returning,
+                (at, at, at)))
             if len(rows) >= limit:
                 last = max(rows, key=lambda r: (r["due_at"], r["customer_id"]))
-                group = select(messages.c.id).where(messages.c.state == PENDING,
-                                                    messages.c.customer_id == last["customer_id"],
-                                                    messages.c.due_at == last["due_at"])
-                rest = (update(messages)
-                        .where(messages.c.id.in_(dialect.lock_due_rows(group, self.engine).scalar_subquery()))
-                        .values(**claim).returning(*columns))
-                rows.extend(reader.decode(conn.execute(rest)))
+                rows.extend(reader.decode(dialect.raw_rows(
+                    conn, claim + f"due_at = {p} AND customer_id = {p}{lock}" + returning,
+                    (at, at, encode_time(last["due_at"], self.dialect), last["customer_id"]))))
         rows.sort(key=lambda r: (r["due_at"], r["id"]))
         return rows
 
@@ -214,15 +234,20 @@ class Store:
             for start in range(0, len(ids), _CHUNK):
                 dialect.lock_customers(conn, self.engine, ids[start:start + _CHUNK])
             txn = GateTransaction(conn, self)
+            p, name = dialect.placeholder(self.engine), self.dialect
+            columns = ("message_id", "customer_id", "rule_id", "channel", "kind", "time")
             for start in range(0, len(ids), _CHUNK):
-                stmt = (select(sends).where(sends.c.customer_id.in_(ids[start:start + _CHUNK]), sends.c.time > since)
-                        .order_by(sends.c.time))
-                for row in conn.execute(stmt):
-                    txn.ledger.setdefault(row.customer_id, []).append(row._asdict())
+                part = ids[start:start + _CHUNK]
+                sql = (f"SELECT {', '.join(columns)} FROM sends WHERE customer_id IN ({', '.join([p] * len(part))}) "
+                       f"AND time > {p} ORDER BY time")
+                for row in dialect.raw_rows(conn, sql, (*part, encode_time(since, name))):
+                    sent = dict(zip(columns, row))
+                    sent["time"] = decode_time(sent["time"], name)
+                    txn.ledger.setdefault(sent["customer_id"], []).append(sent)
             for channel, start_at in channel_since.items():
-                stmt = (select(sends.c.time).where(sends.c.channel == channel, sends.c.time > start_at)
-                        .order_by(sends.c.time))
-                txn.channel_recent[channel] = [r[0] for r in conn.execute(stmt)]
+                sql = f"SELECT time FROM sends WHERE channel = {p} AND time > {p} ORDER BY time"
+                txn.channel_recent[channel] = [decode_time(r[0], name) for r in
+                                               dialect.raw_rows(conn, sql, (channel, encode_time(start_at, name)))]
             yield txn
             txn.write()
 
@@ -256,8 +281,7 @@ class Store:
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Claims older than the lease belong to a dispatcher that died: make them pending
         again (a message it had let through also leaves the send ledger)."""
-        stale = select(messages.c.id).where(messages.c.state.in_((CLAIMED, SENDING)),
-                                            messages.c.claimed_at < now - lease)
+        stale = select(messages.c.id).where(text(IN_FLIGHT_WHERE), messages.c.claimed_at < now - lease)
         with self.engine.begin() as conn:
             ids = [r[0] for r in conn.execute(stale)]
             for start in range(0, len(ids), _CHUNK):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (JSON, BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table,
-                        Text, TypeDecorator, UniqueConstraint)
+                        Text, TypeDecorator, UniqueConstraint, text)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -125,7 +125,14 @@ messages = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("rule_id", "dedup_key", name="uq_messages_rule_dedup"),
 )
-Index("ix_messages_state_due", messages.c.state, messages.c.due_at)
+# The claim's index: only pending rows (sent and cancelled ones leave it), in claim order.
+PENDING_WHERE = "state = 'pending'"
+Index("ix_messages_pending", messages.c.due_at, messages.c.customer_id, messages.c.id,
+      sqlite_where=text(PENDING_WHERE), postgresql_where=text(PENDING_WHERE))
+# Claims in flight, for the lease check (release_stale_claims).
+IN_FLIGHT_WHERE = "state IN ('claimed', 'sending')"
+Index("ix_messages_in_flight", messages.c.claimed_at,
+      sqlite_where=text(IN_FLIGHT_WHERE), postgresql_where=text(IN_FLIGHT_WHERE))
 Index("ix_messages_customer", messages.c.customer_id)
 
 # The send ledger the anti-spam gate counts: one row per message let through (written in
