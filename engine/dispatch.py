@@ -68,6 +68,22 @@ class DispatchReport:
         self.rescheduled.extend(other.rescheduled)
 
 
+@dataclass
+class _Rows:
+    """Rows read for dispatch, by id; bounded (cleared when full)."""
+
+    customers: dict[str, dict] = field(default_factory=dict)
+    orders: dict[str, dict] = field(default_factory=dict)
+    events: dict[str, dict] = field(default_factory=dict)
+    limit: int = 200_000
+
+    def fit(self) -> None:
+        if len(self.customers) + len(self.orders) + len(self.events) > self.limit:
+            self.customers.clear()
+            self.orders.clear()
+            self.events.clear()
+
+
 class Dispatcher:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], templates, channels: dict[str, Channel],
                  gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500):
@@ -87,20 +103,34 @@ class Dispatcher:
         messages deferred to a time that has come meanwhile). `stop` is asked between
         batches: a stopping daemon finishes the batch in hand."""
         report = DispatchReport()
+        # On the virtual clock nothing else writes while this runs (the dry-run ingests
+        # between calls), so customers, orders and events read once are kept for the
+        # rest of the run instead of being read and decoded again for each message.
+        rows: _Rows | None = _Rows() if virtual else None
         while True:
-            batch = self.run_batch(now, virtual=virtual)
+            batch = self.run_batch(now, virtual=virtual, rows=rows)
             report.add(batch)
             if batch.handled == 0 or (stop is not None and stop()):
                 return report
 
-    def run_batch(self, now: datetime, *, virtual: bool = False) -> DispatchReport:
+    def _load(self, claimed: list[dict], rows: "_Rows | None"):
+        """The customers, orders and event data of a claimed batch, by id."""
+        rows = rows if rows is not None else _Rows()
+        rows.fit()
+        rows.customers.update(self.store.customers_by_id(m["customer_id"] for m in claimed
+                                                         if m["customer_id"] not in rows.customers))
+        rows.orders.update(self.store.orders_by_id(m["order_id"] for m in claimed
+                                                   if m["order_id"] and m["order_id"] not in rows.orders))
+        rows.events.update(self.store.event_data_by_id(m["event_id"] for m in claimed
+                                                       if m["event_id"] and m["event_id"] not in rows.events))
+        return rows.customers, rows.orders, rows.events
+
+    def run_batch(self, now: datetime, *, virtual: bool = False, rows: "_Rows | None" = None) -> DispatchReport:
         report = DispatchReport()
         claimed = self.store.claim_due(now, self.batch_size)
         if not claimed:
             return report
-        customers = self.store.customers_by_id(m["customer_id"] for m in claimed)
-        orders = self.store.orders_by_id(m["order_id"] for m in claimed if m["order_id"])
-        events = self.store.event_data_by_id(m["event_id"] for m in claimed if m["event_id"])
+        customers, orders, events = self._load(claimed, rows)
         rules = self.rules()
         decided: list[tuple[dict, datetime, Decision]] = []
         ready: list[Ready] = []

@@ -10,7 +10,7 @@ nothing. The daemon and the dry-run call it identically."""
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -142,18 +142,25 @@ class Gate:
 
     # provider throughput -------------------------------------------------------------------
     def _rate(self, c: Candidate, recent: list[datetime] | None) -> Hold | None:
+        """Pace a channel to its `rate`. `recent` (sorted) holds the channel's sends in the
+        window and the slots held by messages paced before: a message goes now if that
+        keeps every window around now within the rate, else it takes the first slot after
+        them (so a deferred flood is released in order, one pacing each)."""
         limits = self.limits.channels.get(c.message["channel"])
         if recent is None or limits is None or limits.rate is None:
             return None
         rate = limits.rate
-        slot = c.at
-        while True:  # the first moment with room in the window ending there (recent is sorted)
-            window = recent[bisect_right(recent, slot - rate.per):bisect_right(recent, slot)]
-            if len(window) < rate.count:
-                break
-            slot = window[len(window) - rate.count] + rate.per
-        if slot == c.at:
+        if _room(recent, c.at, rate.per, rate.count):
             return None
+        if recent[-1] > c.at:  # slots held later on: queue after them
+            slot = recent[-1] if len(recent) < rate.count else max(recent[-1], recent[-rate.count] + rate.per)
+        else:
+            slot = c.at
+            while True:  # the first moment with room in the window ending there
+                window = recent[bisect_right(recent, slot - rate.per):bisect_right(recent, slot)]
+                if len(window) < rate.count:
+                    break
+                slot = window[len(window) - rate.count] + rate.per
         return Hold("deferred", "rate", f"paced by channel rate {rate.text}: next slot {slot.isoformat()}",
                     retry_at=slot, logged=False)
 
@@ -175,6 +182,22 @@ class Gate:
         if tz is not None and tz.key != self.tz.key:
             shown += f" ({t.astimezone(tz):%H:%M} in {tz.key})"
         return shown
+
+
+def _room(recent: list[datetime], x: datetime, per: timedelta, count: int) -> bool:
+    """Whether one more send at `x` keeps every window of length `per` that contains it
+    (those ending at x, and at each later entry before x + per) at `count` or fewer."""
+    near = recent[bisect_right(recent, x - per):bisect_left(recent, x + per)]
+    k = bisect_right(near, x)
+    if k + 1 > count:
+        return False
+    left = 0
+    for j in range(k, len(near)):
+        while near[left] <= near[j] - per:
+            left += 1
+        if j - left + 2 > count:
+            return False
+    return True
 
 
 def _span(delta: timedelta) -> str:

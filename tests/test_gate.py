@@ -53,6 +53,7 @@ TEMPLATES = {
     "promo_signed.j2": "【山野户外】{{ customer.name | default('亲') }}，双11全场5折，回T退订",
     "notice.j2": "{{ customer.name | default('亲') }}，您的订单{{ order.id }}已发货",
     "alert.j2": "客户 {{ customer.id }} 需要跟进",
+    "broken.j2": "{{ customer.name }}，您的券 {{ data.coupon.code }} 即将到期",  # no data.coupon: fails to render
 }
 
 PROMO = "【山野户外】王小明，双11全场5折，点击 s.example.com/11 领券回T退订"
@@ -515,6 +516,32 @@ def test_the_deferred_flood_at_09_00_is_released_no_faster_than_the_channel_rate
     assert sorted((m.time.astimezone(SHANGHAI).strftime("%H:%M:%S"), m.customer_id)
                   for m in engine.channels["sms"].sent) == [
         ("09:00:00", "c-0"), ("09:00:00", "c-1"), ("09:00:01", "c-2"), ("09:00:01", "c-3"), ("09:00:02", "c-4")]
+
+
+def test_a_flood_released_over_many_batches_is_paced_once_per_message_and_never_above_the_rate(build, mode):
+    engine = build([COUPON], {**LIMITS, "channels": {"sms": {"rate": "2/s"}}})
+    engine.dispatcher.batch_size = 3  # the flood spans many claims, each judged in its own transaction
+
+    play(engine, mode, [coupon(f"e{i:02}", at(11, 22), customer=f"c-{i:02}") for i in range(12)], until=at(12, 12))
+
+    times = sorted(m.time for m in engine.channels["sms"].sent)
+    assert [t.astimezone(SHANGHAI).strftime("%H:%M:%S") for t in times] == [
+        f"09:00:0{s}" for s in range(6) for _ in range(2)]
+    assert all(later - earlier >= timedelta(seconds=1) for earlier, later in zip(times, times[2:]))
+    # claimed at 22:00 (quiet hours), at 09:00 (paced, unless among the first two), at its slot: no re-pacing
+    assert max(m["attempts"] for m in engine.store.rows("messages")) == 3
+
+
+def test_a_message_that_cannot_be_rendered_fails_and_does_not_use_up_the_cap(build, mode):
+    engine = build([COUPON, rule("coupon-expiry", template="broken.j2", priority=10)])
+
+    play(engine, mode, [coupon("e1", at(11, 10))], until=at(11, 12))
+
+    assert log(engine) == [
+        ("11-11 10:00", "coupon-expiry", "c-1", "failed", "template_error",
+         "template broken.j2: data.coupon is missing: this message has no data"),
+        ("11-11 10:00", "coupon-reminder", "c-1", "sent", None, None),
+    ]
 
 
 def test_a_staff_alert_keeps_its_own_send_window(build, mode):

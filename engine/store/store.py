@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, PENDING_WHERE, customers, decode_time, encode_time, events, message_log, messages, metadata, orders,
+from engine.store.tables import (IN_FLIGHT_WHERE, PACED_WHERE, PENDING_WHERE, customers, decode_time, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
@@ -245,9 +245,12 @@ class Store:
                     sent["time"] = decode_time(sent["time"], name)
                     txn.ledger.setdefault(sent["customer_id"], []).append(sent)
             for channel, start_at in channel_since.items():
-                sql = f"SELECT time FROM sends WHERE channel = {p} AND time > {p} ORDER BY time"
-                txn.channel_recent[channel] = [decode_time(r[0], name) for r in
-                                               dialect.raw_rows(conn, sql, (channel, encode_time(start_at, name)))]
+                # sends in the rate window, and the slots held by messages paced earlier
+                sql = (f"SELECT time FROM sends WHERE channel = {p} AND time > {p} UNION ALL "
+                       f"SELECT due_at FROM messages WHERE {PACED_WHERE} AND channel = {p} AND due_at > {p}")
+                after = encode_time(start_at, name)
+                txn.channel_recent[channel] = sorted(decode_time(r[0], name) for r in
+                                                     dialect.raw_rows(conn, sql, (channel, after, channel, after)))
             yield txn
             txn.write()
 

@@ -129,6 +129,10 @@ messages = Table(
 PENDING_WHERE = "state = 'pending'"
 Index("ix_messages_pending", messages.c.due_at, messages.c.customer_id, messages.c.id,
       sqlite_where=text(PENDING_WHERE), postgresql_where=text(PENDING_WHERE))
+# Messages paced by a channel rate hold their slot until sent: the gate counts them.
+PACED_WHERE = "state = 'pending' AND reason = 'rate'"
+Index("ix_messages_paced", messages.c.channel, messages.c.due_at,
+      sqlite_where=text(PACED_WHERE), postgresql_where=text(PACED_WHERE))
 # Claims in flight, for the lease check (release_stale_claims).
 IN_FLIGHT_WHERE = "state IN ('claimed', 'sending')"
 Index("ix_messages_in_flight", messages.c.claimed_at,
