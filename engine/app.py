@@ -62,10 +62,10 @@ class Engine:
         self.channels = channels
         self.clock = clock
         config = project.config
-        self.intake = Intake(store, self.current_rules, config.timezone, config.shop)
+        self.intake = Intake(store, self.current_rules, config.timezone, config.shop, config.profile)
         self.dispatcher = Dispatcher(store, self.current_rules, project.templates, channels,
                                      gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
-                                     config.dispatch.batch_size)
+                                     config.dispatch.batch_size, config.profile)
 
     def current_rules(self) -> RuleSet:
         return self.project.rules

@@ -14,10 +14,11 @@ from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
 from engine.limits import Limits
 from engine.limits_config import read_limits
+from engine.profile import ProfileConfig, read_profile
 from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
-TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments")
+TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "sweeps")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Config:
     log_level: str = "INFO"
     limits: Limits = field(default_factory=lambda: read_limits(None, Lines(""), [], []))
     raw: dict[str, Any] = field(default_factory=dict)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     @property
     def tz_name(self) -> str:
@@ -103,9 +105,11 @@ def load_config(path: Path) -> Config:
     dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
     log_level = _log_level(data.get("log"), lines, problems)
     limits = read_limits(data.get("limits"), lines, problems, list(channels))
+    profile = read_profile(data.get("profile"), lines, problems)
     if problems:
         raise ConfigError(problems)
-    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data)
+    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
+                  profile)
 
 
 def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:

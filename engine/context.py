@@ -9,14 +9,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.profile import CustomerRecord, ProfileConfig
 from engine.templates import Record, Scope
 
 
 def build_context(customer: dict, order: dict | None, event: dict, data: dict, shop: dict,
-                  now: datetime, tz: ZoneInfo) -> Scope:
-    """`event` holds id, type, time (aware); rows are the store's dicts."""
+                  now: datetime, tz: ZoneInfo, profile: ProfileConfig | None = None) -> Scope:
+    """`event` holds id, type, time (aware); rows are the store's dicts; `profile` the
+    tiers and RFM bands of config.yaml."""
     return Scope({
-        "customer": Record(customer, "customer", customer.get("attrs") or {}, tz),
+        "customer": CustomerRecord(customer, customer.get("attrs") or {}, tz, now, profile),
         "order": Record(order, "order", order.get("attrs") or {}, tz) if order is not None else Record({}, "order"),
         "event": Record(event, "event", None, tz),
         "data": Record(data or {}, "data", None, tz),

@@ -20,6 +20,7 @@ from engine.channels import Channel, Outbound, SendError
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
 from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
+from engine.profile import ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.sms import SmsStyle
 from engine.state import new_customer
@@ -86,7 +87,8 @@ class _Rows:
 
 class Dispatcher:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], templates, channels: dict[str, Channel],
-                 gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500):
+                 gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500, profile: ProfileConfig | None = None):
+        self.profile = profile
         self.store = store
         self.rules = rules
         self.templates = templates
@@ -179,7 +181,7 @@ class Dispatcher:
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
                                                   f"due time ({_minutes(late)} late)")
         context = build_context(customer, order, _event_view(event, message), (event or {}).get("data") or {},
-                                self.shop, at, self.tz)
+                                self.shop, at, self.tz, self.profile)
         try:
             for condition in rule.unless:
                 if condition.evaluate(context):

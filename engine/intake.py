@@ -16,7 +16,8 @@ from engine.context import build_context
 from engine.events import Event
 from engine.rules.model import RuleSet
 from engine.schedule import message_row
-from engine.state import apply_customer, apply_order, new_customer, new_order
+from engine.profile import OrderBefore, ProfileConfig, apply_profile
+from engine.state import apply_customer, apply_order, new_customer, new_order, with_profile
 from engine.store import ConcurrentIngest, IngestWrite, Store
 from engine.triggers.events import Broken, match
 
@@ -40,7 +41,9 @@ class IngestReport:
 
 
 class Intake:
-    def __init__(self, store: Store, rules: Callable[[], RuleSet], tz: ZoneInfo, shop: dict):
+    def __init__(self, store: Store, rules: Callable[[], RuleSet], tz: ZoneInfo, shop: dict,
+                 profile: ProfileConfig | None = None):
+        self.profile = profile
         self.store = store
         self.rules = rules  # a callable, so a reload swaps rules between batches
         self.tz = tz
@@ -88,19 +91,24 @@ class Intake:
         lost: list[dict] = []
         for event in fresh:
             arrived = now or event.time
-            customer = customers.get(event.customer_id) or new_customer(event.customer_id)
+            customer = customers.get(event.customer_id)
+            customer = new_customer(event.customer_id) if customer is None else with_profile(customer)
             customers[event.customer_id] = apply_customer(customer, event)
             order = None
+            before = OrderBefore.of(None)
             if event.order_id:
-                order = orders.get(event.order_id) or new_order(event.order_id, event.customer_id)
+                order = orders.get(event.order_id)
+                before = OrderBefore.of(order)
+                order = order or new_order(event.order_id, event.customer_id)
                 orders[event.order_id] = apply_order(order, event)
+            apply_profile(customer, order, before, event)
             write.events.append({"id": event.id, "type": event.type, "time": event.time,
                                  "customer_id": event.customer_id, "order_id": event.order_id,
                                  "payload": event.to_json(), "received_at": arrived})
             if not rules.for_event(event.type):
                 continue
             context = build_context(customer, order, {"id": event.id, "type": event.type, "time": event.time},
-                                    event.data, self.shop, arrived, self.tz)
+                                    event.data, self.shop, arrived, self.tz, self.profile)
             for result in match(rules, event, context, self.tz):
                 if isinstance(result, Broken):
                     report.failed += 1

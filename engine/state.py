@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.events import Event
+from engine.profile import birthday_md, new_stats
 
 # Lifecycle stages in the order they happen. Terminal after-sale stages rank last;
 # `closed` ends an order for good (unpaid timeout or after a full refund).
@@ -24,7 +25,23 @@ ORDER_FIELDS = ("amount", "items")
 
 def new_customer(customer_id: str) -> dict[str, Any]:
     return {"id": customer_id, "name": None, "phone": None, "email": None, "birthday": None,
-            "timezone": None, "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": None, "updated_at": None}
+            "timezone": None, "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": None, "updated_at": None,
+            "order_count": 0, "spent": 0.0, "first_order_at": None, "last_order_at": None, "birthday_md": None,
+            "stats": new_stats()}
+
+
+def with_profile(customer: dict[str, Any]) -> dict[str, Any]:
+    """A stored customer row with the profile fields filled in where an older row lacks them."""
+    if customer.get("stats") is None:
+        customer["stats"] = new_stats()
+    else:
+        for key, value in new_stats().items():
+            customer["stats"].setdefault(key, value)
+    if customer.get("order_count") is None:
+        customer["order_count"] = 0
+    if customer.get("spent") is None:
+        customer["spent"] = 0.0
+    return customer
 
 
 def new_order(order_id: str, customer_id: str) -> dict[str, Any]:
@@ -52,12 +69,15 @@ def apply_customer(customer: dict[str, Any], event: Event) -> dict[str, Any]:
         for key in CUSTOMER_FIELDS:  # only fill gaps
             if customer[key] is None and incoming.get(key) not in (None, ""):
                 customer[key] = incoming[key]
+        customer["birthday_md"] = birthday_md(customer["birthday"])
         return customer
     for key, value in incoming.items():
         if key == "id" or value is None or value == "":  # an empty value never erases a known one
             continue
         if key in CUSTOMER_FIELDS:
             customer[key] = value
+            if key == "birthday":
+                customer["birthday_md"] = birthday_md(value)
         elif key == "tags":
             customer["tags"] = list(value)
         elif key == "opted_out":  # the shop's own record of opt-outs, e.g. ["sms"] or ["*"]

@@ -79,6 +79,9 @@ class Record:
         return f"<{self._path}>"
 
 
+FAST_RECORDS: set[type] = {Record}  # Record types the sandbox's fast path trusts (engine.profile adds its own)
+
+
 def wrap(value: Any, path: str, tz: ZoneInfo | None = None) -> Any:
     if isinstance(value, dict):
         return Record(value, path, tz=tz)
@@ -131,7 +134,7 @@ class _Sandbox(SandboxedEnvironment):
     find there. Every other object still goes through them."""
 
     def getattr(self, obj, attribute):
-        if type(obj) is Record and type(attribute) is str and not attribute.startswith("_"):
+        if type(obj) in FAST_RECORDS and type(attribute) is str and not attribute.startswith("_"):
             try:
                 return obj.__getattr__(attribute)
             except AttributeError:

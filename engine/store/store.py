@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, delete, func, select, text, update
+from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
@@ -49,10 +49,21 @@ class Store:
             dialect.configure_sqlite(self.engine, throwaway)
         if create:
             metadata.create_all(self.engine)
-            with self.engine.begin() as conn:  # indexes added since the tables were made
-                for table in metadata.sorted_tables:
-                    for index in table.indexes:
-                        index.create(conn, checkfirst=True)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a database made by an earlier version up to date in place: columns and
+        indexes added since (new columns are nullable; the code reads None as empty)."""
+        with self.engine.begin() as conn:
+            found = inspect(conn)
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in found.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     def _reader(self, table) -> dialect.BulkRead:
         reader = self._readers.get(table.name)

@@ -87,7 +87,16 @@ customers = Table(
     Column("opted_out", JSON, nullable=False),  # channel names unsubscribed from marketing; "*" = all
     Column("first_seen_at", UTCDateTime),
     Column("updated_at", UTCDateTime),
+    # the profile kept from events (engine.profile); nullable so older files gain them in place
+    Column("order_count", Integer),
+    Column("spent", Float),
+    Column("first_order_at", UTCDateTime),
+    Column("last_order_at", UTCDateTime),
+    Column("birthday_md", String(5)),
+    Column("stats", JSON),
 )
+Index("ix_customers_last_order", customers.c.last_order_at)  # idle sweeps
+Index("ix_customers_birthday", customers.c.birthday_md)  # birthday sweeps
 
 _STAGES = ("created", "paid", "shipped", "out_for_delivery", "signed", "completed",
            "refund_requested", "refunded", "closed")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from engine.state import new_customer
 from engine.store import ConcurrentIngest, IngestWrite, Store
 from engine.store.tables import customers, events, messages
 
@@ -26,8 +27,7 @@ def event_row(eid: str, minutes: float = 0) -> dict:
 
 
 def customer_row(cid: str, name: str) -> dict:
-    return {"id": cid, "name": name, "phone": "13800000000", "email": None, "birthday": None, "timezone": None,
-            "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": NOW, "updated_at": NOW}
+    return {**new_customer(cid), "name": name, "phone": "13800000000", "first_seen_at": NOW, "updated_at": NOW}
 
 
 def message_row(dedup_key: str, due_minutes: float, rule_id: str = "payment-reminder", state: str = "pending",
