@@ -19,6 +19,7 @@ from engine.intake import IngestReport, Intake
 from engine.preview import sms_length_warnings
 from engine.rules import RuleSet, load_rules
 from engine.store import Store
+from engine.sweeps import SweepReport, Sweeper
 from engine.templates import Templates
 
 
@@ -67,6 +68,8 @@ class Engine:
                                      gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
                                      config.dispatch.batch_size, config.profile)
 
+        self.sweeper = Sweeper(store, self.current_rules, config.timezone, config.shop, config.profile)
+
     def current_rules(self) -> RuleSet:
         return self.project.rules
 
@@ -76,6 +79,10 @@ class Engine:
 
     def dispatch(self, now: datetime | None = None, *, virtual: bool = False, stop=None) -> DispatchReport:
         return self.dispatcher.run(now or self.clock.now(), virtual=virtual, stop=stop)
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Enqueue what the calendar rules (idle, birthday, holiday, date, cron) have due."""
+        return self.sweeper.run(now or self.clock.now())
 
     def housekeeping(self) -> int:
         """Return claims abandoned by a crashed dispatcher to the queue."""

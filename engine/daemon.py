@@ -17,6 +17,7 @@ from engine.app import Engine
 
 log = logger.bind(component="daemon")
 HOUSEKEEPING_SECONDS = 60
+SWEEP_SECONDS = 60  # each sweep enqueues up to an hour ahead (engine.sweeps.AHEAD): messages go at their moment
 
 
 class Daemon:
@@ -37,6 +38,17 @@ class Daemon:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(report.by_outcome.items()))
             log.info("dispatched {} messages: {}", report.handled, summary)
 
+    def sweep(self) -> None:
+        """Calendar rules: enqueue the idle, birthday, holiday, date and cron messages due soon."""
+        try:
+            report = self.engine.sweep()
+        except Exception:
+            log.exception("sweep failed; retrying at the next one")
+            return
+        for rule_id, count in report.enqueued.items():
+            if count:
+                log.info("sweep {}: {} messages enqueued in {:.3f}s", rule_id, count, report.seconds[rule_id])
+
     def housekeeping(self) -> None:
         try:
             released = self.engine.housekeeping()
@@ -54,6 +66,8 @@ class Daemon:
         tick = self.engine.project.config.dispatch.tick.total_seconds()
         now = datetime.now(timezone.utc)
         self.scheduler.add_job(self.tick, "interval", seconds=tick, id="dispatch", coalesce=True,
+                               max_instances=1, next_run_time=now, misfire_grace_time=None)
+        self.scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", coalesce=True,
                                max_instances=1, next_run_time=now, misfire_grace_time=None)
         self.scheduler.add_job(self.housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping",
                                coalesce=True, max_instances=1, next_run_time=now, misfire_grace_time=None)

@@ -180,7 +180,7 @@ class Dispatcher:
             late = at - message["due_at"]
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
                                                   f"due time ({_minutes(late)} late)")
-        context = build_context(customer, order, _event_view(event, message), (event or {}).get("data") or {},
+        context = build_context(customer, order, _event_view(event, message, rule), (event or {}).get("data") or {},
                                 self.shop, at, self.tz, self.profile)
         try:
             for condition in rule.unless:
@@ -306,9 +306,9 @@ def _log_row(message: dict, at: datetime, decision: Decision) -> dict:
             "reason": decision.reason, "detail": decision.detail, "body": decision.body}
 
 
-def _event_view(event: dict | None, message: dict) -> dict[str, Any]:
-    if event is None:
-        return {"id": message["event_id"], "type": None, "time": message["created_at"]}
+def _event_view(event: dict | None, message: dict, rule: Rule) -> dict[str, Any]:
+    if event is None:  # a sweep's message (or an event no longer stored)
+        return {"id": message["event_id"], "type": rule.event_label, "time": message["due_at"]}
     return {"id": event["id"], "type": event["type"], "time": event["time"]}
 
 

@@ -22,8 +22,15 @@ from engine.clock import VirtualClock
 from engine.errors import EventError
 from engine.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
 from engine.store import Store
+from engine.sweeps import AHEAD
 
 BATCH = 2000
+
+
+def _floor(t: datetime, step: timedelta) -> datetime:
+    """`t` rounded down to a multiple of `step` since the Unix epoch."""
+    epoch = datetime.fromtimestamp(0, t.tzinfo)
+    return epoch + ((t - epoch) // step) * step
 
 
 @dataclass
@@ -78,6 +85,9 @@ def _leads(project: Project) -> dict[str, timedelta]:
 class _Replay:
     def __init__(self, engine: Engine, leads: dict[str, timedelta]):
         self.engine = engine
+        # calendar rules: sweep every AHEAD of virtual time, as the daemon's sweeps would
+        self.next_sweep: datetime | None = None
+        self.sweeps = bool(engine.project.rules.calendar)
         self.leads = leads
         self.dues: dict[str, list[datetime]] = {}  # customer -> heap of pending due times
         self.batch: list[Event] = []
@@ -86,6 +96,7 @@ class _Replay:
         self.duplicates = 0
 
     def feed(self, event: Event) -> None:
+        self.sweep_until(event.time)
         if self._must_cut(event) or len(self.batch) >= BATCH:
             self.flush()
             self.dispatch(event.time)
@@ -115,6 +126,20 @@ class _Replay:
         self.batch = []
         self.possible.clear()
 
+    def sweep_until(self, until: datetime) -> None:
+        """Run the sweeps due by `until` (each on the state as of its own time)."""
+        if not self.sweeps:
+            return
+        if self.next_sweep is None:
+            self.next_sweep = _floor(until, AHEAD)
+        while self.next_sweep <= until:
+            self.flush()
+            self.dispatch(self.next_sweep)
+            report = self.engine.sweep(self.next_sweep)
+            for customer, due in report.scheduled:
+                heapq.heappush(self.dues.setdefault(customer, []), due)
+            self.next_sweep += AHEAD
+
     def dispatch(self, until: datetime) -> None:
         self.engine.clock.set(until)
         report = self.engine.dispatch(until, virtual=True)
@@ -142,6 +167,7 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
                 replay.feed(parse_line(text, tz))
             replay.flush()
             if until is not None:
+                replay.sweep_until(until)
                 replay.dispatch(until)
             decisions = store.rows("message_log", order_by="id")
         finally:

@@ -30,7 +30,7 @@ def sms_length_warnings(rules: RuleSet, templates: Templates, config: Config) ->
         if channel is None or "sms" not in channel.options:
             continue
         style = SmsStyle.from_options(channel.options.get("sms"), config.shop)
-        context = build_context(SAMPLE_CUSTOMER, SAMPLE_ORDER, {"id": "e-1", "type": rule.when[0], "time": SAMPLE_TIME},
+        context = build_context(SAMPLE_CUSTOMER, SAMPLE_ORDER, {"id": "e-1", "type": rule.event_label, "time": SAMPLE_TIME},
                                 SAMPLE_DATA, config.shop, SAMPLE_TIME, config.timezone)
         try:
             body = style.finish(templates.render(rule.template, context), rule.kind)

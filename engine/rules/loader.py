@@ -14,12 +14,13 @@ from engine.errors import ExpressionError, Problem, TemplateError
 from engine.events import STANDARD_TYPES
 from engine.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
+from engine.triggers.calendar import TriggerError, parse_trigger
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.templates import Templates
 from engine.yamlfile import YAML11_BOOL_WORDS, Lines, did_you_mean, format_path, load_yaml_file
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts",
-               "integer": "a whole number"}
+               "integer": "a whole number", "mapping": "a calendar trigger such as {idle: 60d}"}
 
 
 def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
@@ -150,7 +151,8 @@ class _Validator:
             return
         ok = any(_is_type(value, t) for t in spec.types)
         if not ok:
-            wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in spec.types)
+            words = [_TYPE_WORDS.get(t, t) for t in spec.types]
+            wanted = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
             report(key_path, f"must be {wanted}, not {_describe(value)} (for example: {spec.name}: {spec.example})")
             return
         if spec.choices and value not in spec.choices:
@@ -163,7 +165,15 @@ class _Validator:
     def _compile(self, item: dict, path: tuple, lines: Lines, report) -> Rule | None:
         errors_before = _ErrorCounter(report)
         report = errors_before
-        when = _as_tuple(item["when"])
+        trigger = None
+        if isinstance(item["when"], dict):
+            when: tuple[str, ...] = ()
+            try:
+                trigger = parse_trigger(item["when"], self.templates.tz)
+            except TriggerError as exc:
+                report(("when", exc.key) if exc.key else ("when",), exc.message)
+        else:
+            when = _as_tuple(item["when"])
         for i, etype in enumerate(when):
             if etype not in STANDARD_TYPES:
                 key = ("when",) if isinstance(item["when"], str) else ("when", i)
@@ -190,15 +200,24 @@ class _Validator:
         once_per = item.get("once_per", "event")
         if once_per == "order" and when and all(not t.startswith("order.") for t in when):
             report(("once_per",), "once_per: order needs order events in 'when'; use customer or event")
+        if isinstance(item["when"], dict):
+            for key in ("once_per", "wait", "send_at"):
+                if key in item:
+                    report((key,), f"{key} does not apply to a calendar trigger: it fires once per moment "
+                                   "(per idle spell, birthday, holiday or date) at the trigger's own time")
         conditions = self._conditions(item, "if", report)
         unless = self._conditions(item, "unless", report)
         send_at = None
         if "send_at" in item:
             compiled = self._conditions(item, "send_at", report)
             send_at = compiled[0] if compiled else None
+        if trigger is not None and trigger.kind == "idle":  # a new order meanwhile ends the idle spell
+            days = trigger.idle.days
+            source = f"customer.days_since_last_order < {days}"
+            unless.insert(0, Condition(source, self.templates.compile_expression(source)))
         if errors_before.count:
             return None
-        return Rule(id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
+        return Rule(trigger=trigger, id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
                     when=when, channel=channel, template=item["template"], once_per=once_per,
                     conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
                     send_at=send_at, expires=durations.get("expires"), cooldown=durations.get("cooldown"),
@@ -269,6 +288,8 @@ def _is_type(value, name: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if name == "list-of-strings":
         return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+    if name == "mapping":
+        return isinstance(value, dict)
     raise AssertionError(name)
 
 

@@ -41,11 +41,19 @@ class Rule:
     line: int | None = None
     key_path: str = ""  # where it stands in its file, such as rules[2]
     raw: dict = field(default_factory=dict, repr=False)
+    trigger: Any = None  # engine.triggers.calendar.Trigger for calendar rules (then `when` is empty)
 
     @property
     def horizon(self) -> timedelta:
-        """How far past its event this rule can still act (for the dry-run's default end)."""
-        return (self.wait or timedelta(0)) + (self.expires or timedelta(0))
+        """How far past its event this rule can still act (for the dry-run's default end);
+        an idle rule acts its idle time after the last order."""
+        idle = self.trigger.idle if self.trigger is not None and self.trigger.idle else timedelta(0)
+        return (self.wait or timedelta(0)) + idle + (self.expires or timedelta(0))
+
+    @property
+    def event_label(self) -> str:
+        """The event type a message of this rule shows: its first event, or sweep.KIND."""
+        return self.trigger.label if self.trigger is not None else self.when[0]
 
 
 @dataclass
@@ -72,6 +80,11 @@ class RuleSet:
     @property
     def warnings(self) -> list:
         return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def calendar(self) -> list[Rule]:
+        """The enabled rules started by sweeps (idle, birthday, holiday, date, cron)."""
+        return [r for r in self.rules if r.enabled and r.trigger is not None]
 
     def get(self, rule_id: str) -> Rule | None:
         return self.by_id.get(rule_id)

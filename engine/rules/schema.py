@@ -34,7 +34,10 @@ FIELDS: tuple[Field, ...] = (
     Field("description", ("string",), "Notes for colleagues; not used by the engine.", "why this rule exists"),
     Field("kind", ("string",), "service (order updates) or marketing (subject to marketing limits).",
           "service", choices=("service", "marketing"), default="marketing"),
-    Field("when", ("string", "list-of-strings"), "Event type that starts the rule, or a list of them.",
+    Field("when", ("string", "list-of-strings", "mapping"),
+          "Event type that starts the rule, a list of them, or a calendar trigger: {idle: 60d}, "
+          "{birthday: -3d, at: '10:00'}, {holiday: spring_festival, offset: -7d, at: '10:00'}, "
+          "{date: '11-11', at: '14:00'}, {cron: '0 10 * * 1'}.",
           "order.created", required=True),
     Field("if", ("string", "list-of-strings"),
           "Condition(s) checked when the event arrives; all must hold. Jinja expressions over "
@@ -66,6 +69,20 @@ FIELDS: tuple[Field, ...] = (
     Field("enabled", ("boolean",), "false switches the rule off without deleting it.", "true", default=True),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
+CALENDAR_TRIGGER = {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "properties": {
+        "idle": {"type": "string", "pattern": DURATION_PATTERN, "description": "No order for this long: 60d."},
+        "birthday": {"type": "string", "description": "Days from the birthday: -3d, 0d."},
+        "holiday": {"type": "string", "description": "spring_festival, mid_autumn_festival, national_day, ..."},
+        "date": {"type": "string", "description": "MM-DD every year, or YYYY-MM-DD once."},
+        "cron": {"type": "string", "description": "minute hour day month weekday, shop time."},
+        "at": {"type": "string", "pattern": r"^\d{1,2}:\d{2}$", "description": "Local time of day, HH:MM."},
+        "offset": {"type": "string", "description": "Days from the holiday or date: -7d."},
+        "day": {"enum": ["festival", "first_day_off"], "description": "For holidays: the festival day "
+                                                                      "or the first statutory day off."},
+    },
+}
 FILE_KEYS = ("rules",)
 
 
@@ -74,6 +91,8 @@ def _property(field: Field) -> dict:
     for t in field.types:
         if t == "list-of-strings":
             variants.append({"type": "array", "items": {"type": "string", "pattern": NOT_BLANK}, "minItems": 1})
+        elif t == "mapping":
+            variants.append(CALENDAR_TRIGGER)
         else:
             variant: dict = {"type": t}
             if field.choices:

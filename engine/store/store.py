@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, delete, func, inspect, select, text, updat
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, PACED_WHERE, PENDING_WHERE, customers, decode_time, encode_time, events, message_log, messages, metadata, orders,
+from engine.store.tables import (IN_FLIGHT_WHERE, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
@@ -201,6 +201,66 @@ class Store:
                                                           messages.c.dedup_key.in_(chunk))
                 taken.update((rule_id, r[0]) for r in conn.execute(stmt))
         return taken
+
+    # ---- sweeps -------------------------------------------------------------------------
+    def swept_until(self) -> dict[str, datetime]:
+        with self.engine.connect() as conn:
+            return {r.rule_id: r.swept_until for r in conn.execute(select(sweeps.c.rule_id, sweeps.c.swept_until))}
+
+    def sweep_status(self) -> list[dict]:
+        return self.rows("sweeps", order_by="rule_id")
+
+    def _customers_where(self, where: str, params: tuple) -> list[dict]:
+        reader = self._reader(customers)
+        with self.engine.connect() as conn:
+            return reader.decode(dialect.raw_rows(
+                conn, f"SELECT {', '.join(reader.keys)} FROM customers WHERE {where} ORDER BY id", params))
+
+    def idle_customers(self, after: datetime, upto: datetime) -> list[dict]:
+        """Customers whose latest order was in (after, upto]: one range of the index on
+        last_order_at (an idle sweep reads only the customers it enqueues)."""
+        p = dialect.placeholder(self.engine)
+        return self._customers_where(f"last_order_at > {p} AND last_order_at <= {p}",
+                                     (encode_time(after, self.dialect), encode_time(upto, self.dialect)))
+
+    def birthday_customers(self, month_days: list[str]) -> list[dict]:
+        """Customers whose birthday (month-day) is one of these, from the index on birthday_md."""
+        p = dialect.placeholder(self.engine)
+        return self._customers_where(f"birthday_md IN ({', '.join([p] * len(month_days))})", tuple(month_days))
+
+    def customer_pages(self, size: int = 2000):
+        """Every customer, a page at a time in id order (keyset pagination: each page is
+        one index range, memory stays at one page)."""
+        p = dialect.placeholder(self.engine)
+        last = None
+        while True:
+            page = self._page("", (), size) if last is None else self._page(f"WHERE id > {p}", (last,), size)
+            if not page:
+                return
+            yield page
+            last = page[-1]["id"]
+
+    def _page(self, where: str, params: tuple, size: int) -> list[dict]:
+        reader = self._reader(customers)
+        with self.engine.connect() as conn:
+            return reader.decode(dialect.raw_rows(
+                conn, f"SELECT {', '.join(reader.keys)} FROM customers {where} ORDER BY id LIMIT {int(size)}", params))
+
+    def write_sweep(self, rule_id: str, swept_until: datetime, ran_at: datetime, rows: list[dict],
+                    log: list[dict], seconds: float) -> int:
+        """Enqueue a sweep's messages (a key already taken is skipped: the sweep is
+        idempotent) and move the rule's swept_until, in one transaction. Returns the
+        number of messages enqueued."""
+        bulk = self._bulk()
+        with self.engine.begin() as conn:
+            written = bulk["messages"].run(conn, rows)
+            bulk["message_log"].run(conn, log)
+            state = {"rule_id": rule_id, "swept_until": swept_until, "ran_at": ran_at, "enqueued": written,
+                     "seconds": round(seconds, 4)}
+            stmt = dialect.insert_for(self.engine, sweeps).values(**state)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["rule_id"],
+                                                    set_={k: v for k, v in state.items() if k != "rule_id"}))
+        return written
 
     def reject(self, rows: list[dict]) -> None:
         """Keep rejected input (source, line, raw text, reason) for inspection."""

@@ -162,6 +162,18 @@ sends = Table(
 Index("ix_sends_customer_time", sends.c.customer_id, sends.c.time)
 Index("ix_sends_channel_time", sends.c.channel, sends.c.time)
 
+# How far each calendar rule's sweeps have looked (engine.sweeps): a sweep covers the
+# moments after swept_until, so running it twice enqueues nothing twice, and after
+# downtime the next sweep catches up on the moments missed.
+sweeps = Table(
+    "sweeps", metadata,
+    Column("rule_id", String(200), primary_key=True),
+    Column("swept_until", UTCDateTime, nullable=False),
+    Column("ran_at", UTCDateTime, nullable=False),
+    Column("enqueued", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+)
+
 message_log = Table(
     "message_log", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -92,7 +92,8 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when: must be text or a list of texts, not 5 (a number) "
+        ["rules/broken.yaml:3: rules[0].when: must be text, a list of texts or a calendar trigger such as "
+         "{idle: 60d}, not 5 (a number) "
          "(for example: when: order.created)"],
         id="when-is-a-number"),
     pytest.param(

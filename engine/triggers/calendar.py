@@ -1,0 +1,253 @@
+"""Calendar and state triggers: rules started by a moment, not by an event.
+
+    when: {idle: 60d}                                  # 60 x 24 h after the customer's latest order
+    when: {birthday: -3d, at: "10:00"}                 # three days before the birthday, 10:00 local
+    when: {holiday: spring_festival, offset: -7d, at: "10:00"}
+    when: {date: "11-11", at: "14:00"}                 # every year; or "2026-11-11" once
+    when: {cron: "0 10 * * 1"}                         # every Monday 10:00 (shop time)
+
+A holiday's date is the festival day itself (spring_festival is lunar new year's day:
+2026-02-17), from the lunardate library for the lunar festivals and chinese_calendar for
+the solar term of Qingming and the statutory days off (`day: first_day_off` takes the
+first day of the statutory break instead). The sweeps (engine.sweeps) ask this module
+which moments fall in a span of time."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from engine.durations import parse_duration
+
+KINDS = ("idle", "birthday", "holiday", "date", "cron")
+KEYS = KINDS + ("at", "offset", "day")
+LUNAR = {  # (lunar month, day); new year's eve is the day before spring_festival
+    "spring_festival": (1, 1), "lantern_festival": (1, 15), "dragon_boat_festival": (5, 5),
+    "qixi": (7, 7), "mid_autumn_festival": (8, 15), "double_ninth_festival": (9, 9), "laba_festival": (12, 8),
+}
+SOLAR = {"new_years_day": (1, 1), "valentines_day": (2, 14), "womens_day": (3, 8), "labour_day": (5, 1),
+         "childrens_day": (6, 1), "national_day": (10, 1), "singles_day": (11, 11), "double_twelve": (12, 12),
+         "christmas": (12, 25)}
+HOLIDAYS = tuple(sorted([*LUNAR, *SOLAR, "new_years_eve", "tomb_sweeping_day"]))
+STATUTORY = {  # chinese_calendar's names for the statutory breaks
+    "new_years_day": "New Year's Day", "spring_festival": "Spring Festival", "tomb_sweeping_day": "Tomb-sweeping Day",
+    "labour_day": "Labour Day", "dragon_boat_festival": "Dragon Boat Festival", "national_day": "National Day",
+    "mid_autumn_festival": "Mid-autumn Festival",
+}
+_DATE = re.compile(r"^(?:(\d{4})-)?(\d{1,2})-(\d{1,2})$")
+_AT = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+class TriggerError(ValueError):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str  # one of KINDS
+    idle: timedelta | None = None
+    offset: timedelta = timedelta(0)
+    at: time = time(10, 0)
+    holiday: str | None = None
+    first_day_off: bool = False
+    month_day: tuple[int | None, int, int] | None = None  # (year or None, month, day)
+    cron: object | None = None  # apscheduler CronTrigger
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """The event type a message of this trigger shows (`event.type` in templates)."""
+        return f"sweep.{self.kind}"
+
+    def moments(self, start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[datetime, date]]:
+        """The trigger's moments in (start, end], each with the local day it belongs to
+        (for birthday: the day of the moment; the birthday is that day minus the offset).
+        Not for idle, whose moments depend on each customer."""
+        if self.kind == "cron":
+            out, t = [], start
+            while True:
+                t = self.cron.get_next_fire_time(None, t + timedelta(microseconds=1))
+                if t is None or t > end:
+                    return out
+                out.append((t, t.astimezone(tz).date()))
+        out = []
+        first = start.astimezone(tz).date() - timedelta(days=abs(self.offset.days) + 2)
+        last = end.astimezone(tz).date() + timedelta(days=abs(self.offset.days) + 2)
+        day = first
+        while day <= last:
+            for moment_day in self._days_for(day):
+                moment = _local(moment_day, self.at, tz)
+                if start < moment <= end:
+                    out.append((moment, moment_day))
+            day += timedelta(days=1)
+        return sorted(set(out))
+
+    def _days_for(self, day: date) -> list[date]:
+        """Moment days whose anchor (birthday, holiday, date) is `day`... for the calendar
+        kinds the anchor is computed per year; for birthday every day is a moment day."""
+        if self.kind == "birthday":
+            return [day]
+        anchor = self.anchor(day.year)
+        if anchor is None or anchor != day:
+            return []
+        return [day + self.offset]
+
+    def anchor(self, year: int) -> date | None:
+        """The holiday's or date's day in `year` (None when it has none that year)."""
+        if self.kind == "date":
+            fixed, month, dd = self.month_day
+            if fixed is not None and fixed != year:
+                return None
+            try:
+                return date(year, month, dd)
+            except ValueError:  # 02-29 in a common year
+                return None
+        if self.kind == "holiday":
+            return holiday_date(self.holiday, year, self.first_day_off)
+        return None
+
+    def birthdays_on(self, moment_day: date) -> list[str]:
+        """Birthday month-days (MM-DD) celebrated by a moment on `moment_day`; a 02-29
+        birthday is celebrated on 02-28 in common years."""
+        birthday = moment_day - self.offset
+        days = [f"{birthday.month:02d}-{birthday.day:02d}"]
+        if birthday.month == 2 and birthday.day == 28 and not _leap(birthday.year):
+            days.append("02-29")
+        return days
+
+
+def holiday_date(name: str, year: int, first_day_off: bool = False) -> date | None:
+    """The festival day of `name` in `year` (or the first statutory day off of its break)."""
+    if first_day_off:
+        import chinese_calendar  # noqa: PLC0415 - loaded only when a rule needs it
+
+        festival = holiday_date(name, year)
+        days = [d for d, n in chinese_calendar.holidays.items()
+                if n == STATUTORY[name] and abs((d - festival).days) <= 10]
+        return min(days) if days else None  # None: the library has no schedule for that year yet
+    if name in SOLAR:
+        month, day = SOLAR[name]
+        return date(year, month, day)
+    if name == "tomb_sweeping_day":
+        import chinese_calendar  # noqa: PLC0415
+
+        terms = chinese_calendar.get_solar_terms(date(year, 4, 1), date(year, 4, 10))
+        return terms[0][0] if terms else None
+    from lunardate import LunarDate  # noqa: PLC0415
+
+    if name == "new_years_eve":  # the eve belongs to the lunar year ending: in the Gregorian year it falls in
+        eve = LunarDate(year, 1, 1).to_solar_date() - timedelta(days=1)
+        return eve if eve.year == year else LunarDate(year + 1, 1, 1).to_solar_date() - timedelta(days=1)
+    month, day = LUNAR[name]
+    return LunarDate(year, month, day).to_solar_date()
+
+
+def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
+    """A `when:` mapping -> Trigger; raises TriggerError(key, message) with the fix."""
+    kinds = [k for k in raw if k in KINDS]
+    for key in raw:
+        if key not in KEYS:
+            raise TriggerError(str(key), f"unknown key {key!r} in when; a calendar trigger has one of "
+                                         f"{', '.join(KINDS)}, and at, offset, day")
+    if len(kinds) != 1:
+        raise TriggerError("", f"write exactly one of {', '.join(KINDS)} (for example: when: {{idle: 60d}}); "
+                               + (f"found {', '.join(kinds)}" if kinds else "or an event type such as order.paid"))
+    kind = kinds[0]
+    value = raw[kind]
+    at = _parse_at(raw.get("at", "10:00"))
+    offset = timedelta(0)
+    if "offset" in raw:
+        offset = _signed_days(raw["offset"], "offset")
+    if kind != "holiday" and "day" in raw:
+        raise TriggerError("day", "day: first_day_off is for holidays only")
+    if kind == "idle":
+        for key in ("at", "offset"):
+            if key in raw:
+                raise TriggerError(key, f"{key} does not apply to idle (it fires {value} after the latest order, "
+                                        "within send windows; use the rule's window: for the hours)")
+        try:
+            idle = parse_duration(value)
+        except ValueError:
+            raise TriggerError("idle", f"bad duration {value!r}; write days such as 60d") from None
+        if idle < timedelta(days=1):
+            raise TriggerError("idle", f"idle {value} is less than a day; write days such as 60d")
+        return Trigger("idle", idle=idle, text=f"idle {value}")
+    if kind == "birthday":
+        if "offset" in raw:
+            raise TriggerError("offset", "write the offset as the birthday's value: birthday: -3d")
+        offset = _signed_days(value if value not in (None, "", 0) else "0d", "birthday")
+        return Trigger("birthday", offset=offset, at=at, text=f"birthday {value}")
+    if kind == "holiday":
+        if value not in HOLIDAYS:
+            from engine.yamlfile import did_you_mean  # noqa: PLC0415
+
+            raise TriggerError("holiday", f"unknown holiday {value!r}{did_you_mean(value, HOLIDAYS)}; known: "
+                                          f"{', '.join(HOLIDAYS)}")
+        first = raw.get("day", "festival")
+        if first not in ("festival", "first_day_off"):
+            raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "
+                                      "or first_day_off (the first day of the statutory break)")
+        if first == "first_day_off" and value not in STATUTORY:
+            raise TriggerError("day", f"{value} has no statutory break; days off exist for {', '.join(STATUTORY)}")
+        return Trigger("holiday", offset=offset, at=at, holiday=value, first_day_off=first == "first_day_off",
+                       text=f"holiday {value}")
+    if kind == "date":
+        match = _DATE.match(str(value).strip())
+        if not match:
+            raise TriggerError("date", f"bad date {value!r}; write MM-DD for every year (11-11) or YYYY-MM-DD once")
+        year, month, day = match.groups()
+        try:
+            date(int(year or 2024), int(month), int(day))
+        except ValueError:
+            raise TriggerError("date", f"{value!r} is not a day of the calendar") from None
+        return Trigger("date", offset=offset, at=at, month_day=(int(year) if year else None, int(month), int(day)),
+                       text=f"date {value}")
+    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
+    for key in ("at", "offset"):
+        if key in raw:
+            raise TriggerError(key, f"{key} does not apply to cron; the cron expression gives the times")
+    try:
+        cron = CronTrigger.from_crontab(str(value), timezone=tz)
+    except ValueError as exc:
+        raise TriggerError("cron", f"bad cron expression {value!r} ({exc}); write five fields: "
+                                   "minute hour day month weekday, such as '0 10 * * 1'") from None
+    return Trigger("cron", cron=cron, text=f"cron {value}")
+
+
+def _parse_at(value) -> time:
+    match = _AT.match(str(value).strip())
+    if match and int(match.group(1)) < 24 and int(match.group(2)) < 60:
+        return time(int(match.group(1)), int(match.group(2)))
+    raise TriggerError("at", f"bad time of day {value!r}; write HH:MM in local time, such as 10:00")
+
+
+def _signed_days(value, key: str) -> timedelta:
+    text = str(value).strip()
+    sign = -1 if text.startswith("-") else 1
+    try:
+        span = parse_duration(text.lstrip("+-"))
+    except ValueError:
+        raise TriggerError(key, f"bad offset {value!r}; write whole days such as -3d or 7d") from None
+    if span.seconds or span.microseconds:
+        raise TriggerError(key, f"bad offset {value!r}; write whole days such as -3d (the time of day is at:)")
+    return sign * span
+
+
+def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """`at` on `day` in `tz`, as an aware time (a time skipped by DST moves forward)."""
+    naive = datetime.combine(day, at)
+    local = naive.replace(tzinfo=tz)
+    back = local.astimezone(ZoneInfo("UTC")).astimezone(tz)
+    if back.replace(tzinfo=None) != naive:  # in a DST gap: the first minute after it
+        local = (naive + timedelta(hours=1)).replace(tzinfo=tz)
+    return local
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
