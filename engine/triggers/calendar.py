@@ -213,11 +213,23 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
         if key in raw:
             raise TriggerError(key, f"{key} does not apply to cron; the cron expression gives the times")
     try:
-        cron = CronTrigger.from_crontab(str(value), timezone=tz)
+        cron = CronTrigger.from_crontab(_standard_weekdays(str(value)), timezone=tz)
     except ValueError as exc:
         raise TriggerError("cron", f"bad cron expression {value!r} ({exc}); write five fields: "
                                    "minute hour day month weekday, such as '0 10 * * 1'") from None
     return Trigger("cron", cron=cron, text=f"cron {value}")
+
+
+_WEEKDAY_NAMES = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
+
+
+def _standard_weekdays(expression: str) -> str:
+    """Standard cron counts weekdays from Sunday = 0 (1 = Monday); APScheduler 3 from
+    Monday = 0. Numbers in the weekday field are written as names, which both read alike."""
+    fields = expression.split()
+    if len(fields) == 5:
+        fields[4] = re.sub(r"(?<![/\d])[0-7](?!\d)", lambda m: _WEEKDAY_NAMES[m.group(0)], fields[4])
+    return " ".join(fields)
 
 
 def _parse_at(value) -> time:
