@@ -186,8 +186,8 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
         if value not in HOLIDAYS:
             from engine.yamlfile import did_you_mean  # noqa: PLC0415
 
-            raise TriggerError("holiday", f"unknown holiday {value!r}{did_you_mean(value, HOLIDAYS)}; known: "
-                                          f"{', '.join(HOLIDAYS)}")
+            raise TriggerError("holiday", f"unknown holiday {value!r}{did_you_mean(value, HOLIDAYS)} "
+                                          f"Known: {', '.join(HOLIDAYS)}")
         first = raw.get("day", "festival")
         if first not in ("festival", "first_day_off"):
             raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "

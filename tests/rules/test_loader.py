@@ -99,6 +99,76 @@ BROKEN = [
     pytest.param(
         """\
         rules:
+          - id: care
+            when: {idle: soon}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.idle: bad duration 'soon'; write days such as 60d"],
+        id="idle-not-a-duration"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {holiday: spring_festivle}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'spring_festivle'; did you mean 'spring_festival'? Known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day"],
+        id="holiday-misspelt"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {date: "13-45", at: "14:00"}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.date: '13-45' is not a day of the calendar"],
+        id="date-not-in-calendar"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {birthday: -3d, at: "25:00"}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.at: bad time of day '25:00'; write HH:MM in local time, such as 10:00"],
+        id="at-not-a-time"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {idle: 60d, at: "10:00"}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.at: at does not apply to idle (it fires 60d after the latest order, within send windows; use the rule's window: for the hours)"],
+        id="idle-with-at"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {idle: 60d, birthday: 0d}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ['rules/broken.yaml:3: rules[0].when: write exactly one of idle, birthday, holiday, date, cron (for example: when: {idle: 60d}); found idle, birthday'],
+        id="two-triggers"),
+    pytest.param(
+        """\
+        rules:
+          - id: care
+            when: {cron: "every monday"}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.cron: bad cron expression 'every monday' (Wrong number of fields; got 2, expected 5); write five fields: minute hour day month weekday, such as '0 10 * * 1'"],
+        id="cron-not-five-fields"),
+    pytest.param(
+        """\
+        rules:
           - id: review-request
             when: order.signed
             channel: sms
