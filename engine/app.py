@@ -46,6 +46,7 @@ def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path)
     else:
         config = default_config()
     templates = Templates(templates_dir, config.timezone, config.shop)
+    templates.define_segments(config.segments)
     rules = load_rules(rules_dir, templates, config.channels.keys())
     rules.problems.extend(sms_length_warnings(rules, templates, config))
     return Project(config, templates, rules)

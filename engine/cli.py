@@ -217,6 +217,59 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
 
 
 @main.command()
+@click.argument("name")
+@click.option("--sample", default=10, show_default=True, help="how many matching customers to list")
+@project_options
+def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
+    """Print the size of the segment NAME (config.yaml `segments:`) in the database,
+    and a sample of its customers (phone numbers masked).
+
+    \b
+    Example:
+      python run.py segment high_quality
+    """
+    from engine.context import build_context
+    from engine.errors import ExpressionError
+    from engine.store import Store
+    from engine.templates import mask_phone
+
+    project = _load(config_path, rules_dir, templates_dir)
+    logs.setup("WARNING")
+    config = project.config
+    if name not in project.templates.segments:
+        known = ", ".join(project.templates.segments) or "(none)"
+        click.echo(f"unknown segment {name!r}; segments in config.yaml: {known}", err=True)
+        sys.exit(EXIT_USAGE)
+    evaluate = project.templates.segments[name]
+    store = Store(config.database)
+    now = SystemClock().now()
+    total = members = 0
+    shown: list[dict] = []
+    try:
+        for page in store.customer_pages():
+            for customer in page:
+                total += 1
+                context = build_context(customer, None, {"id": None, "type": "segment", "time": now}, {},
+                                        config.shop, now, config.timezone, config.profile)
+                try:
+                    inside = bool(evaluate(context))
+                except ExpressionError as exc:
+                    click.echo(f"segment {name}: {exc} (customer {customer['id']})", err=True)
+                    sys.exit(EXIT_ERRORS)
+                if inside:
+                    members += 1
+                    if len(shown) < sample:
+                        shown.append(customer)
+    finally:
+        store.close()
+    share = f" ({members / total:.1%})" if total else ""
+    click.echo(f"segment {name}: {members} of {total} customers{share}")
+    click.echo(f"  {config.segments[name]}")
+    for customer in shown:
+        click.echo(f"  {customer['id']}  {customer.get('name') or '-'}  {mask_phone(customer.get('phone') or '')}")
+
+
+@main.command()
 @project_options
 def daemon(config_path, rules_dir, templates_dir) -> None:
     """Run the engine: send due messages through the configured channels, every tick.

@@ -49,6 +49,7 @@ class Config:
     limits: Limits = field(default_factory=lambda: read_limits(None, Lines(""), [], []))
     raw: dict[str, Any] = field(default_factory=dict)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    segments: dict[str, str] = field(default_factory=dict)
 
     @property
     def tz_name(self) -> str:
@@ -106,10 +107,38 @@ def load_config(path: Path) -> Config:
     log_level = _log_level(data.get("log"), lines, problems)
     limits = read_limits(data.get("limits"), lines, problems, list(channels))
     profile = read_profile(data.get("profile"), lines, problems)
+    segments = _segments(data.get("segments"), tz, lines, problems)
     if problems:
         raise ConfigError(problems)
     return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
-                  profile)
+                  profile, segments)
+
+
+def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]:
+    """`segments:` named conditions, e.g. high_quality: "customer.orders >= 1 and not customer.had_bad_review"."""
+    from engine.errors import ExpressionError  # noqa: PLC0415
+    from engine.templates import Templates  # noqa: PLC0415 - templates import config's peers
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(lines.problem(("segments",), "must map names to conditions, such as "
+                                                     "high_quality: \"customer.orders >= 1 and not customer.had_bad_review\""))
+        return {}
+    checker = Templates(None, tz)
+    out = {}
+    for name, source in raw.items():
+        path = ("segments", name)
+        if not isinstance(source, str) or not source.strip():
+            problems.append(lines.problem(path, "must be a condition, such as customer.orders >= 3"))
+            continue
+        try:
+            checker.compile_expression(source)
+        except ExpressionError as exc:
+            problems.append(lines.problem(path, f"expression does not compile: {exc.reason}"))
+            continue
+        out[str(name)] = source
+    return out
 
 
 def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:

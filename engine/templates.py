@@ -183,8 +183,15 @@ class Templates:
         env.filters["mask_phone"] = mask_phone
         env.globals["datetime"] = self._datetime
         env.globals["duration"] = parse_duration
+        env.globals["segment"] = self._segment
         self.env = env
         self._cache: dict[str, jinja2.Template] = {}
+        self.segments: dict[str, Callable[[dict], Any]] = {}
+
+    def define_segments(self, segments: dict[str, str]) -> None:
+        """Named conditions usable in any expression as segment('name') (config.yaml
+        `segments:`; checked there for syntax)."""
+        self.segments = {name: self.compile_expression(source) for name, source in segments.items()}
 
     # filters and functions ---------------------------------------------------------
     def _money(self, value, symbol: str | None = None) -> str:
@@ -196,6 +203,13 @@ class Templates:
 
     def _datetime(self, value) -> datetime:
         return _to_datetime(value, self.tz)
+
+    @jinja2.pass_context
+    def _segment(self, context, name) -> bool:
+        evaluate = self.segments.get(name)
+        if evaluate is None:
+            raise ValueError(f"unknown segment {name!r}; segments in config.yaml: {', '.join(self.segments) or '(none)'}")
+        return bool(evaluate(context.get_all()))
 
     # templates ---------------------------------------------------------------------
     def exists(self, name: str) -> bool:

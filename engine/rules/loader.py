@@ -237,6 +237,12 @@ class _Validator:
                 out.append(Condition(source, self.templates.compile_expression(source)))
             except ExpressionError as exc:
                 report(key_path, f"expression does not compile: {exc.reason}")
+                continue
+            for name in _SEGMENT_CALL.findall(source):
+                if name not in self.templates.segments:
+                    known = list(self.templates.segments)
+                    report(key_path, f"unknown segment {name!r}{did_you_mean(name, known)}; segments in "
+                                     f"config.yaml: {', '.join(known) or '(none)'}")
         return out
 
     def _check_template(self, name: str, report) -> None:
@@ -273,6 +279,9 @@ class _ErrorCounter:
         if severity == "error":
             self.count += 1
         self._report(key_path, message, severity)
+
+
+_SEGMENT_CALL = re.compile(r"""\bsegment\(\s*['"]([^'"]+)['"]\s*\)""")
 
 
 def _as_tuple(value) -> tuple[str, ...]:
