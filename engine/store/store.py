@@ -210,11 +210,13 @@ class Store:
     def sweep_status(self) -> list[dict]:
         return self.rows("sweeps", order_by="rule_id")
 
-    def _customers_where(self, where: str, params: tuple) -> list[dict]:
+    def _customers_where(self, where: str, params: tuple, limit: int | None = None) -> list[dict]:
         reader = self._reader(customers)
+        sql = f"SELECT {', '.join(reader.keys)} FROM customers WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         with self.engine.connect() as conn:
-            return reader.decode(dialect.raw_rows(
-                conn, f"SELECT {', '.join(reader.keys)} FROM customers WHERE {where} ORDER BY id", params))
+            return reader.decode(dialect.raw_rows(conn, sql, params))
 
     def idle_customers(self, after: datetime, upto: datetime) -> list[dict]:
         """Customers whose latest order was in (after, upto]: one range of the index on
@@ -234,17 +236,12 @@ class Store:
         p = dialect.placeholder(self.engine)
         last = None
         while True:
-            page = self._page("", (), size) if last is None else self._page(f"WHERE id > {p}", (last,), size)
+            page = (self._customers_where("1 = 1", (), size) if last is None
+                    else self._customers_where(f"id > {p}", (last,), size))
             if not page:
                 return
             yield page
             last = page[-1]["id"]
-
-    def _page(self, where: str, params: tuple, size: int) -> list[dict]:
-        reader = self._reader(customers)
-        with self.engine.connect() as conn:
-            return reader.decode(dialect.raw_rows(
-                conn, f"SELECT {', '.join(reader.keys)} FROM customers {where} ORDER BY id LIMIT {int(size)}", params))
 
     def write_sweep(self, rule_id: str, swept_until: datetime, ran_at: datetime, rows: list[dict],
                     log: list[dict], seconds: float) -> int:
