@@ -221,7 +221,7 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
 @click.option("--sample", default=10, show_default=True, help="how many matching customers to list")
 @project_options
 def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
-    """Print the size of the segment NAME (config.yaml `segments:`) in the database,
+    """Print the size of the segment NAME (config.yaml or rules/*.yaml `segments:`) in the database,
     and a sample of its customers (phone numbers masked).
 
     \b
@@ -238,7 +238,7 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
     config = project.config
     if name not in project.templates.segments:
         known = ", ".join(project.templates.segments) or "(none)"
-        click.echo(f"unknown segment {name!r}; segments in config.yaml: {known}", err=True)
+        click.echo(f"unknown segment {name!r}; segments defined (config.yaml, rules files): {known}", err=True)
         sys.exit(EXIT_USAGE)
     evaluate = project.templates.segments[name]
     store = Store(config.database)
@@ -264,7 +264,7 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
         store.close()
     share = f" ({members / total:.1%})" if total else ""
     click.echo(f"segment {name}: {members} of {total} customers{share}")
-    click.echo(f"  {config.segments[name]}")
+    click.echo(f"  {project.templates.segment_sources[name]}   ({project.templates.segment_places.get(name, '')})")
     for customer in shown:
         click.echo(f"  {customer['id']}  {customer.get('name') or '-'}  {mask_phone(customer.get('phone') or '')}")
 

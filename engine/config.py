@@ -116,6 +116,12 @@ def load_config(path: Path) -> Config:
 
 def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]:
     """`segments:` named conditions, e.g. high_quality: "customer.orders >= 1 and not customer.had_bad_review"."""
+    return read_segments(raw, tz, lines, problems, {})
+
+
+def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[str, str]) -> dict[str, str]:
+    """Named conditions from config.yaml or a rules file's `segments:`, checked for syntax;
+    a name already in `known` (name -> where it is defined) is an error."""
     from engine.errors import ExpressionError  # noqa: PLC0415
     from engine.templates import Templates  # noqa: PLC0415 - templates import config's peers
 
@@ -129,6 +135,10 @@ def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]
     out = {}
     for name, source in raw.items():
         path = ("segments", name)
+        if str(name) in known:
+            problems.append(lines.problem(path, f"segment {name!r} is already defined in {known[str(name)]}; "
+                                                "rename one of them"))
+            continue
         if not isinstance(source, str) or not source.strip():
             problems.append(lines.problem(path, "must be a condition, such as customer.orders >= 3"))
             continue

@@ -184,6 +184,15 @@ class CustomerRecord(Record):
     def _coupon_used(self, coupon_id) -> bool:
         return bool(self._stats().get("coupons", {}).get(str(coupon_id), {}).get("used_at"))
 
+    def _tier_before(self, order) -> str | None:
+        """The tier without `order`'s payment: differs from `tier` when this order moved
+        the customer up (or, refunded, down)."""
+        d = order._d if isinstance(order, Record) else (order or {})
+        orders, spent = self._orders(), self._spent()
+        if d.get("paid_at") is not None and d.get("refunded_at") is None:
+            orders, spent = max(0, orders - 1), max(0.0, spent - float(d.get("amount") or 0))
+        return self._profile.tier(orders, spent)
+
     def _has_coupon(self, coupon_id) -> bool:
         coupon = self._stats().get("coupons", {}).get(str(coupon_id))
         return bool(coupon) and not coupon.get("used_at")
@@ -201,6 +210,7 @@ _COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
     "had_bad_review": lambda r: bool(r._stats().get("had_bad_review")),
     "last_rating": lambda r: r._stats().get("last_rating"),
     "tier": lambda r: r._profile.tier(r._orders(), r._spent()),
+    "tier_before": lambda r: r._tier_before,
     "rfm": _rfm,
     "bought": lambda r: r._bought,
     "bought_category": lambda r: r._bought_category,

@@ -187,10 +187,15 @@ class Templates:
         self.env = env
         self._cache: dict[str, jinja2.Template] = {}
         self.segments: dict[str, Callable[[dict], Any]] = {}
+        self.segment_sources: dict[str, str] = {}  # name -> condition as written
+        self.segment_places: dict[str, str] = {}  # name -> where it is defined (config.yaml, rules/x.yaml:3)
+        self.config_segments: dict[str, str] = {}  # config.yaml's; the rules files' are added at each load
 
-    def define_segments(self, segments: dict[str, str]) -> None:
-        """Named conditions usable in any expression as segment('name') (config.yaml
-        `segments:`; checked there for syntax)."""
+    def define_segments(self, segments: dict[str, str], places: dict[str, str] | None = None) -> None:
+        """Named conditions usable in any expression as segment('name') (config.yaml or a
+        rules file's `segments:`; checked there for syntax). `places`: where each is written."""
+        self.segment_places = dict(places or {})
+        self.segment_sources = dict(segments)
         self.segments = {name: self.compile_expression(source) for name, source in segments.items()}
 
     # filters and functions ---------------------------------------------------------
@@ -208,7 +213,7 @@ class Templates:
     def _segment(self, context, name) -> bool:
         evaluate = self.segments.get(name)
         if evaluate is None:
-            raise ValueError(f"unknown segment {name!r}; segments in config.yaml: {', '.join(self.segments) or '(none)'}")
+            raise ValueError(f"unknown segment {name!r}; segments defined: {', '.join(self.segments) or '(none)'}")
         return bool(evaluate(context.get_all()))
 
     # templates ---------------------------------------------------------------------

@@ -37,9 +37,11 @@ def order_with(eid: str, minutes: float, order: str, amount: float, *items: tupl
     return ev
 
 
-def evaluate(engine, customer_id: str, source: str, now: datetime, profile: ProfileConfig | None = None):
+def evaluate(engine, customer_id: str, source: str, now: datetime, profile: ProfileConfig | None = None,
+             order_id: str | None = None):
     customer = engine.store.customers_by_id([customer_id])[customer_id]
-    context = build_context(customer, None, {"id": "x", "type": "test", "time": now}, {}, {}, now,
+    order = engine.store.orders_by_id([order_id])[order_id] if order_id else None
+    context = build_context(customer, order, {"id": "x", "type": "test", "time": now}, {}, {}, now,
                             engine.project.config.timezone, profile or engine.project.config.profile)
     return Templates(None, engine.project.config.timezone).compile_expression(source)(context)
 
@@ -118,6 +120,32 @@ def test_days_since_last_order_tier_rfm_and_average_order_value(engine):
     assert evaluate(engine, "c-1", "customer.tier", now, profile) == "银卡"  # 1,200 spent in 3 orders
     assert evaluate(engine, "c-1", "[customer.rfm.recency, customer.rfm.frequency, customer.rfm.monetary]",
                     now) == [4, 3, 4]  # 45 days: 31-90; 3 orders: >=3; 1,200: >=1,000
+
+
+@pytest.mark.parametrize("order, expected", [
+    ("o-0", ("银卡", "会员")),   # 400 + 300 = 700: this order moved the customer up
+    ("o-1", ("银卡", "银卡")),   # 400 + 300 + 900 = 1,600: already 银卡 before it
+    ("o-2", ("金卡", "银卡")),   # 2,100: up again
+    ("o-3", ("金卡", "金卡")),   # never paid: it moves nothing
+], ids=["first-upgrade", "no-change", "second-upgrade", "unpaid-order"])
+def test_tier_before_an_order_tells_a_tier_upgrade(engine, order, expected):
+    ingest(engine, order_with("c0", 0, "o-pre", 400.0, ("SB-01", "x")), paid("p0", 1, "o-pre"),
+           order_with("c1", 60, "o-0", 300.0, ("SB-01", "x")), paid("p1", 61, "o-0"),
+           order_with("c2", 120, "o-1", 900.0, ("SB-01", "x")), paid("p2", 121, "o-1"),
+           order_with("c3", 180, "o-2", 500.0, ("SB-01", "x")), paid("p3", 181, "o-2"),
+           order_with("c4", 240, "o-3", 999.0, ("SB-01", "x")))
+    profile = ProfileConfig(tiers=[Tier("金卡", 2000), Tier("银卡", 500), Tier("会员")])
+    # as the rule `when: order.paid` sees it right after that order's payment: the totals
+    # of the orders paid up to and including it
+    upto = {"o-0": (2, 700.0), "o-1": (3, 1600.0), "o-2": (4, 2100.0), "o-3": (4, 2100.0)}[order]
+    with engine.store.engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET order_count = :n, spent = :s WHERE id = 'c-1'"),
+                     {"n": upto[0], "s": upto[1]})
+
+    got = evaluate(engine, "c-1", "[customer.tier, customer.tier_before(order)]", T0 + timedelta(days=1),
+                   profile, order_id=order)
+
+    assert tuple(got) == expected
 
 
 def test_a_customer_who_never_ordered_has_no_days_since_and_zero_scores(engine):

@@ -46,7 +46,7 @@ def test_segment_prints_size_and_a_masked_sample_from_the_store(shop):
     assert result.exit_code == 0
     assert result.output.splitlines() == [
         "segment high_quality: 1 of 3 customers (33.3%)",
-        "  customer.orders >= 1 and not customer.had_bad_review",
+        "  customer.orders >= 1 and not customer.had_bad_review   (config.yaml)",
         "  c-1  王小明  138****0000",
     ]
 
@@ -55,7 +55,8 @@ def test_an_unknown_segment_is_a_usage_error_naming_the_known_ones(shop):
     result = CliRunner().invoke(main, ["segment", "vip", "--config", str(shop / "config.yaml")])
 
     assert result.exit_code == 2
-    assert "unknown segment 'vip'; segments in config.yaml: high_quality, frequent, lapsed_vip" in result.output
+    assert ("unknown segment 'vip'; segments defined (config.yaml, rules files): high_quality, frequent, lapsed_vip"
+            in result.output)
 
 
 def test_a_rule_uses_a_segment_and_a_misspelt_one_is_reported_with_file_and_line(shop):
@@ -76,8 +77,57 @@ def test_a_rule_uses_a_segment_and_a_misspelt_one_is_reported_with_file_and_line
 
     assert [str(p).replace(str(shop) + "/", "") for p in project.errors] == [
         "rules/vip.yaml:9: rules[1].if: unknown segment 'high_qualty'; did you mean 'high_quality'?; "
-        "segments in config.yaml: high_quality, frequent, lapsed_vip"]
+        "segments (config.yaml or a rules file's segments:): high_quality, frequent, lapsed_vip"]
     assert project.rules.get("thanks-good-customers") is not None
+
+
+SEGMENTS_FILE = (
+    "# named conditions, next to the rules that use them\n"
+    "segments:\n"
+    "  big_spender: \"customer.spent >= 1000\"\n"
+    "  outdoor_fan: \"customer.bought_category('outdoor') and segment('high_quality')\"\n")
+
+
+def test_rules_segments_yaml_defines_segments_every_rule_and_the_cli_can_use(shop):
+    (shop / "rules" / "segments.yaml").write_text(SEGMENTS_FILE, encoding="utf-8")
+    (shop / "rules" / "a_vip.yaml").write_text(  # sorts before segments.yaml: still sees them
+        "rules:\n"
+        "  - id: vip-thanks\n"
+        "    when: order.signed\n"
+        "    if: segment('big_spender')\n"
+        "    channel: sms\n"
+        "    template: review_request.sms.j2\n", encoding="utf-8")
+    events = [created("a1", 0, customer="c-1", amount=1200.0), event("a2", "order.paid", 1, "c-1", "o-1"),
+              created("b1", 0, customer="c-2", order="o-2", amount=99.0), event("b2", "order.paid", 1, "c-2", "o-2")]
+    (shop / "events.jsonl").write_text(jsonl(events), encoding="utf-8")
+
+    project = load_project(shop / "config.yaml", shop / "rules", shop / "templates")
+    assert project.errors == []
+    assert project.rules.get("vip-thanks") is not None
+    assert cli(shop, "ingest", str(shop / "events.jsonl")).exit_code == 0
+    result = cli(shop, "segment", "big_spender")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.replace(str(shop) + "/", "").splitlines()[:2] == ["segment big_spender: 1 of 2 customers (50.0%)",
+                                              "  customer.spent >= 1000   (rules/segments.yaml:3)"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("segments:\n  high_quality: \"customer.orders >= 2\"\n",
+     "rules/segments.yaml:2: segments.high_quality: segment 'high_quality' is already defined in config.yaml; "
+     "rename one of them"),
+    ("segments:\n  vip: \"customer.spent >=\"\n",
+     "rules/segments.yaml:2: segments.vip: expression does not compile:"),
+    ("segments:\n  - vip\n",
+     "rules/segments.yaml:1: segments: must map names to conditions"),
+], ids=["same-name-as-config", "does-not-compile", "a-list-not-a-mapping"])
+def test_a_broken_segment_in_a_rules_file_is_reported_with_file_and_line(shop, content, expected):
+    (shop / "rules" / "segments.yaml").write_text(content, encoding="utf-8")
+
+    project = load_project(shop / "config.yaml", shop / "rules", shop / "templates")
+
+    assert any(str(p).replace(str(shop) + "/", "").startswith(expected) for p in project.errors), project.errors
+    assert project.rules.get("payment-reminder") is not None  # the other rules keep working
 
 
 def test_a_segment_that_does_not_compile_is_a_config_error(tmp_path):

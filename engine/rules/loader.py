@@ -37,12 +37,16 @@ def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
         return RuleSet([], [Problem(str(folder), None, "", "rules folder not found; pass --rules DIR")])
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     validator = _Validator(templates, sorted(channels))
+    parsed = []
     for path in files:
         display = _display(path, display_root)
         data, lines, file_problems = load_yaml_file(path, display, {"on": "use 'when:' for the event"})
         problems.extend(file_problems)
         if any(p.severity == "error" and p.path == "" for p in file_problems):
             continue  # syntax error: nothing in this file can be trusted
+        parsed.append((display, data, lines, file_problems))
+    _define_file_segments(parsed, templates, problems)
+    for display, data, lines, file_problems in parsed:
         for key_path, rule_id, rule in validator.file(data, lines, problems):
             place = _place(display, key_path)
             for problem in file_problems:  # a key written twice, an `on:` key...
@@ -59,6 +63,26 @@ def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
                 loaded.append((place, rule))
     broken = {p.rule_id for p in problems if p.severity == "error" and p.rule_id}
     return RuleSet([rule for place, rule in loaded if place not in broken], problems)
+
+
+def _define_file_segments(parsed: list, templates: Templates, problems: list[Problem]) -> None:
+    """Add the `segments:` of rules files (e.g. rules/segments.yaml) to config.yaml's, before
+    any rule is compiled, so every rule may use every segment."""
+    from engine.config import read_segments  # noqa: PLC0415 - config imports the rules' peers
+
+    sources = dict(templates.config_segments)
+    places = {name: "config.yaml" for name in sources}
+    added = bool(set(templates.segment_sources) - set(sources))  # a reload after a file's segments went
+    for display, data, lines, _ in parsed:
+        if not isinstance(data, dict) or data.get("segments") is None:
+            continue
+        found = read_segments(data["segments"], templates.tz, lines, problems, places)
+        for name, source in found.items():
+            sources[name] = source
+            places[name] = f"{display}:{lines.line(('segments', name))}"
+        added = True
+    if added:
+        templates.define_segments(sources, places)
 
 
 def _place(display: str, key_path: str) -> str:
@@ -96,8 +120,9 @@ class _Validator:
             return []
         for key in data:
             if key not in FILE_KEYS:
-                problems.append(lines.problem((key,), f"unknown key {key!r}: a rules file holds only a list "
-                                              "under 'rules:'"))
+                problems.append(lines.problem((key,), f"unknown key {key!r}{did_you_mean(str(key), FILE_KEYS)}: "
+                                              "a rules file holds a list under 'rules:' and/or named "
+                                              "conditions under 'segments:'"))
         items = data.get("rules")
         if items is None:
             return []
@@ -241,8 +266,8 @@ class _Validator:
             for name in _SEGMENT_CALL.findall(source):
                 if name not in self.templates.segments:
                     known = list(self.templates.segments)
-                    report(key_path, f"unknown segment {name!r}{did_you_mean(name, known)}; segments in "
-                                     f"config.yaml: {', '.join(known) or '(none)'}")
+                    report(key_path, f"unknown segment {name!r}{did_you_mean(name, known)}; segments "
+                                     f"(config.yaml or a rules file's segments:): {', '.join(known) or '(none)'}")
         return out
 
     def _check_template(self, name: str, report) -> None:

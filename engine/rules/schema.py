@@ -83,7 +83,7 @@ CALENDAR_TRIGGER = {
                                                                       "or the first statutory day off."},
     },
 }
-FILE_KEYS = ("rules",)
+FILE_KEYS = ("rules", "segments")
 
 
 def _property(field: Field) -> dict:
@@ -120,11 +120,17 @@ def json_schema() -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "rules.schema.json",
         "title": "Returning-customer engine rules file",
-        "description": "A file under rules/: a list of rules mapping order events to timed messages.",
+        "description": "A file under rules/: a list of rules mapping order events to timed messages, "
+                       "and/or named segments (conditions usable as segment('name')).",
         "type": "object",
         "additionalProperties": False,
-        "required": ["rules"],
-        "properties": {"rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}}},
+        "anyOf": [{"required": ["rules"]}, {"required": ["segments"]}],
+        "properties": {
+            "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+            "segments": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                         "description": "Named conditions, e.g. high_quality: \"customer.orders >= 1 and not "
+                                        "customer.had_bad_review\"; use them in if/unless as segment('name')."},
+        },
         "$defs": {"rule": rule},
     }
 

@@ -436,7 +436,8 @@ BROKEN = [
         rule:
           - id: review-request
         """,
-        ["rules/broken.yaml:1: rule: unknown key 'rule': a rules file holds only a list under 'rules:'"],
+        ["rules/broken.yaml:1: rule: unknown key 'rule'; did you mean 'rules'?: a rules file holds a list under "
+         "'rules:' and/or named conditions under 'segments:'"],
         id="rules-key-misspelt"),
     pytest.param(
         """\
