@@ -60,6 +60,12 @@ def _timetable(lines: Iterable[tuple[int, str | bytes]], project: Project
     return entries, rejected
 
 
+def _sweep_covering(moment: datetime) -> datetime:
+    """The hourly sweep time t (on the AHEAD grid) with t < moment <= t + AHEAD."""
+    t = _floor(moment, AHEAD)
+    return t - AHEAD if t == moment else t
+
+
 def default_until(project: Project, events: list[Event]) -> datetime | None:
     """The last event + the longest wait/expires of the rules + one day."""
     return _until_after(project, max((e.time for e in events), default=None))
@@ -85,9 +91,13 @@ def _leads(project: Project) -> dict[str, timedelta]:
 class _Replay:
     def __init__(self, engine: Engine, leads: dict[str, timedelta]):
         self.engine = engine
-        # calendar rules: sweep every AHEAD of virtual time, as the daemon's sweeps would
+        # calendar rules: sweep as the daemon's sweeps would (each covers AHEAD of time),
+        # but only at the sweeps that can enqueue something (see _plan_next_sweep)
         self.next_sweep: datetime | None = None
-        self.sweeps = bool(engine.project.rules.calendar)
+        calendar = engine.project.rules.calendar
+        self.sweeps = bool(calendar)
+        idles = [r.trigger.idle for r in calendar if r.trigger.kind == "idle"]
+        self.shortest_idle: timedelta | None = min(idles) if idles else None
         self.leads = leads
         self.dues: dict[str, list[datetime]] = {}  # customer -> heap of pending due times
         self.batch: list[Event] = []
@@ -97,6 +107,9 @@ class _Replay:
 
     def feed(self, event: Event) -> None:
         self.sweep_until(event.time)
+        if self.shortest_idle is not None and self.next_sweep is not None and event.order is not None:
+            # an order makes its customer idle `shortest_idle` later: sweep then at the latest
+            self.next_sweep = min(self.next_sweep, _sweep_covering(event.time + self.shortest_idle))
         if self._must_cut(event) or len(self.batch) >= BATCH:
             self.flush()
             self.dispatch(event.time)
@@ -138,7 +151,16 @@ class _Replay:
             report = self.engine.sweep(self.next_sweep)
             for customer, due in report.scheduled:
                 heapq.heappush(self.dues.setdefault(customer, []), due)
-            self.next_sweep += AHEAD
+            self.next_sweep = self._plan_next_sweep(self.next_sweep)
+
+    def _plan_next_sweep(self, last: datetime) -> datetime:
+        """The first hourly sweep after `last` whose span (t, t + AHEAD] holds a moment.
+        The daemon's sweeps in between would enqueue nothing: skipping them changes no
+        decision, and a months-long replay does not pay for thousands of empty sweeps."""
+        moment = self.engine.sweeper.next_moment(last + AHEAD)
+        if moment is None:
+            return datetime.max.replace(tzinfo=last.tzinfo)
+        return max(last + AHEAD, _sweep_covering(moment))
 
     def dispatch(self, until: datetime) -> None:
         self.engine.clock.set(until)

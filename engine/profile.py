@@ -172,6 +172,14 @@ class CustomerRecord(Record):
             return None
         return (self._now - last).days
 
+    def _ordered_today(self) -> bool:
+        """An order on today's date in the shop's (or the customer's record's) time zone."""
+        last = self._d.get("last_order_at")
+        if last is None:
+            return False
+        tz = self._tz
+        return (last.astimezone(tz) if tz else last).date() == (self._now.astimezone(tz) if tz else self._now).date()
+
     def _stats(self) -> dict:
         return self._d.get("stats") or {}
 
@@ -207,6 +215,7 @@ _COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
     "spent": CustomerRecord._spent,
     "aov": lambda r: round(r._spent() / r._orders(), 2) if r._orders() else 0.0,
     "days_since_last_order": CustomerRecord._days_since_last_order,
+    "ordered_today": CustomerRecord._ordered_today,
     "had_bad_review": lambda r: bool(r._stats().get("had_bad_review")),
     "last_rating": lambda r: r._stats().get("last_rating"),
     "tier": lambda r: r._profile.tier(r._orders(), r._spent()),

@@ -87,6 +87,29 @@ class Sweeper:
             report.scheduled.extend((r["customer_id"], r["due_at"]) for r in rows)
         return report
 
+    def next_moment(self, after: datetime) -> datetime | None:
+        """The earliest moment after `after` at which a calendar rule may enqueue something,
+        as the store stands (idle: the next customer to turn idle; birthday: the next day's
+        moment; holiday, date, cron: the trigger's next moment). The dry-run sweeps only
+        then instead of every hour; orders ingested later can only bring it nearer by their
+        own time plus the shortest idle span (see dryrun)."""
+        best = None
+        for rule in self.rules().calendar:
+            trigger = rule.trigger
+            if trigger.kind == "idle":
+                last = self.store.next_last_order_after(after - trigger.idle)
+                moment = last + trigger.idle if last is not None else None
+            else:
+                moment = None
+                for span in (timedelta(days=2), timedelta(days=40), timedelta(days=800)):
+                    moments = trigger.moments(after, after + span, self.tz)
+                    if moments:
+                        moment = moments[0][0]
+                        break
+            if moment is not None and (best is None or moment < best):
+                best = moment
+        return best
+
     # -------------------------------------------------------------------------------------
     def _plan(self, rule: Rule, start: datetime, end: datetime, now: datetime) -> tuple[list[dict], list[dict]]:
         trigger = rule.trigger

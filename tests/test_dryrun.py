@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from engine.app import Engine
 from engine.clock import VirtualClock
-from engine.dryrun import read_events, run_dry
+from engine.dryrun import _floor, read_events, run_dry
+from engine.sweeps import AHEAD
 from engine.store import Store
 from tests.conftest import ROOT, recording_channels
 from tests.helpers import created, event
@@ -19,20 +20,27 @@ def lines_of(path):
 
 
 def step_like_the_daemon(project, lines, until, db_url):
-    """Advance a clock event by event and due time by due time, ingesting and
-    dispatching one step at a time, as a daemon ticking exactly then would."""
+    """Advance a clock event by event, due time by due time and hour by hour, ingesting,
+    dispatching and sweeping (the calendar rules) one step at a time, as a daemon ticking
+    exactly then would. Every hourly sweep runs here, none skipped."""
     events, _ = read_events(lines, project)
     events.sort(key=lambda e: e.time)
     store = Store(db_url)
     clock = VirtualClock(events[0].time)
     engine = Engine(project, store, recording_channels(project), clock)
     pending = [e for e in events if e.time <= until]
+    next_sweep = _floor(events[0].time, AHEAD) if project.rules.calendar else None
     while True:
         due = store.next_due_at()
         next_event = pending[0].time if pending else None
-        if due is not None and due <= until and (next_event is None or due <= next_event):
+        sweep = next_sweep if next_sweep is not None and next_sweep <= until else None
+        if due is not None and due <= until and all(t is None or due <= t for t in (next_event, sweep)):
             clock.set(due)
             engine.dispatch()
+        elif sweep is not None and (next_event is None or sweep <= next_event):
+            clock.set(sweep)
+            engine.sweep()
+            next_sweep += AHEAD
         elif next_event is not None:
             clock.set(next_event)
             engine.ingest([pending.pop(0)])
@@ -64,11 +72,14 @@ def test_dry_run_sent_messages_are_what_the_recording_channels_got(project):
 
 
 def test_default_until_covers_the_longest_wait_and_expiry(project):
-    # review-request: wait 3d + expires 2d is the longest horizon of the shipped rules
+    # winback-180d: idle 180d + expires 2d is the longest horizon of the shipped rules
+    horizon = max(r.horizon for r in project.rules.rules)
+    assert horizon == timedelta(days=182)
     lines = [(1, _json(event("e1", "order.signed", 0, "c-1", "o-1", name="李丽", phone="13900000000")))]
     result = run_dry(project, lines)
-    assert result.until == datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)  # 10:00+08 + 5d + 1d
-    assert [d["rule_id"] for d in result.decisions] == ["signed-care", "review-request"]
+    assert result.until == datetime(2026, 11, 11, 2, 0, tzinfo=timezone.utc) + horizon + timedelta(days=1)
+    assert [d["rule_id"] for d in result.decisions if d["outcome"] == "sent"] == [
+        "signed-care", "review-request", "winback-60d"]  # no paid order: no 90d coupon, not high_quality at 180d
 
 
 def test_an_event_of_the_same_customer_is_seen_only_after_earlier_due_messages(project):

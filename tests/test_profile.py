@@ -148,6 +148,14 @@ def test_tier_before_an_order_tells_a_tier_upgrade(engine, order, expected):
     assert tuple(got) == expected
 
 
+@pytest.mark.parametrize("hours_later, expected", [(3, True), (13, True), (15, False), (24 * 3, False)],
+                         ids=["same-afternoon", "23:00-same-day", "after-midnight", "three-days-later"])
+def test_ordered_today_is_the_shop_calendar_day(engine, hours_later, expected):
+    ingest(engine, created("e1", 0))  # T0 is 10:00 in Shanghai: midnight is 14 hours later
+
+    assert evaluate(engine, "c-1", "customer.ordered_today", T0 + timedelta(hours=hours_later)) is expected
+
+
 def test_a_customer_who_never_ordered_has_no_days_since_and_zero_scores(engine):
     ingest(engine, event("e1", "customer.updated", 0, order=None, name="李雷"))
 

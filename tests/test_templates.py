@@ -290,6 +290,21 @@ TRIGGERS = {
     "good_review_thanks.sms.j2": ("order.reviewed", {"rating": "good"}),
     "bad_review_alert.staff.j2": ("order.reviewed", {"rating": "bad", "text": "睡袋拉链坏了"}),
     "logistics_exception.staff.j2": ("order.logistics_exception", {"description": "包裹滞留中转站"}),
+    "honeymoon.sms.j2": ("order.paid", {}),
+    "tier_upgrade.sms.j2": ("order.paid", {}),
+    "cross_sell_pad.sms.j2": ("order.signed", {}),
+    "coupon_expiry.sms.j2": ("coupon.issued", {"coupon_id": "CP-11", "name": "满200减30券",
+                                               "expires_at": "2026-11-30T23:59:59"}),
+    # calendar rules: a customer, no order (the event type is the sweep's)
+    "winback_60d.sms.j2": ("sweep.idle", {}),
+    "winback_90d.sms.j2": ("sweep.idle", {}),
+    "winback_180d.sms.j2": ("sweep.idle", {}),
+    "birthday.sms.j2": ("sweep.birthday", {}),
+    "spring_festival.sms.j2": ("sweep.holiday", {}),
+    "mid_autumn.sms.j2": ("sweep.holiday", {}),
+    "member_day.sms.j2": ("sweep.cron", {}),
+    "double11_coupon.sms.j2": ("sweep.date", {}),
+    "double11_afternoon.sms.j2": ("sweep.date", {}),
 }
 # Minutes after 2026-11-11 10:00 (Shanghai) at which each stage happens.
 LIFECYCLE = {"order.created": 0, "order.paid": 5, "order.shipped": 360, "order.logistics_exception": 1560,
@@ -301,8 +316,16 @@ def realistic_context(project, etype: str, data: dict, *, profile: bool = True) 
     """The order's life up to `etype`, stored as the engine stores it, as a message sees it.
 
     The order.created event carries 王小明, 13800000000 and one 羽绒睡袋 at ¥199 (unless
-    `profile` is false: then the customer is known only by id); later events carry ids only."""
+    `profile` is false: then the customer is known only by id); later events carry ids only.
+    A calendar rule (sweep.*) or a coupon event sees the customer after the whole order
+    and no order."""
     tz = project.config.timezone
+    if etype.startswith("sweep.") or etype.startswith("coupon."):
+        context = realistic_context(project, "order.reviewed", {"rating": "good"}, profile=profile)
+        customer = context["customer"]._d
+        now = context["now"] + timedelta(days=60)
+        return build_context(customer, None, {"id": "e-x", "type": etype, "time": now}, data, project.config.shop,
+                             now, tz, project.config.profile)
     cust, order_row = new_customer("c-1"), new_order("o-1", "c-1")
     stages = [t for t, minute in LIFECYCLE.items() if minute <= LIFECYCLE[etype] and t != "order.logistics_exception"]
     if etype not in stages:
@@ -318,7 +341,7 @@ def realistic_context(project, etype: str, data: dict, *, profile: bool = True) 
         apply_customer(cust, last)
         apply_order(order_row, last)
     return build_context(cust, order_row, {"id": last.id, "type": last.type, "time": last.time}, data,
-                         project.config.shop, last.time, tz)
+                         project.config.shop, last.time, tz, project.config.profile)
 
 
 def test_every_shipped_template_has_a_trigger_here():
@@ -326,7 +349,7 @@ def test_every_shipped_template_has_a_trigger_here():
 
 
 def test_every_shipped_template_is_used_by_the_rule_its_trigger_names(project):
-    used = {(r.template, etype) for r in project.rules.rules for etype in r.when}
+    used = {(r.template, etype) for r in project.rules.rules for etype in (*r.when, r.event_label)}
 
     assert {(name, etype) for name, (etype, _) in TRIGGERS.items()} <= used
 
@@ -341,6 +364,8 @@ def test_every_shipped_template_renders_for_a_realistic_order(project, name):
     assert text.strip() == text != ""
     assert "None" not in text
     assert ("【山野户外】" in text) if name.endswith(".sms.j2") else ("o-1" in text)
+    if TRIGGERS[name][0].startswith("sweep."):
+        assert "o-1" not in text  # a calendar message is about the customer, not an order
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED_TEMPLATES if n.endswith(".sms.j2")])
@@ -363,6 +388,41 @@ def test_shipped_templates_fill_in_the_order(project, name, expected):
     context = realistic_context(project, etype, data)
 
     assert project.templates.render(name, context) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("coupon_expiry.sms.j2", "【山野户外】王小明，您的满200减30券将于11月30日23:59到期，别让优惠溜走哦~"),
+    ("tier_upgrade.sms.j2", "【山野户外】恭喜王小明升级为普通会员！即日起购物享95折和优先发货，感谢一路相伴~"),
+    ("winback_90d.sms.j2", "【山野户外】王小明，想您了！送您一张20元回归券，7天内下单自动抵扣，欢迎回来看看新品~"),
+], ids=["expiry-time-from-the-event", "tier-from-config", "idle-customer-by-name"])
+def test_lifecycle_and_calendar_templates_fill_in_the_customer(project, name, expected):
+    etype, data = TRIGGERS[name]
+
+    assert project.templates.render(name, realistic_context(project, etype, data)) == expected
+
+
+def _marketing_sms_templates(project) -> list[tuple[str, str]]:
+    rules = [r for r in project.rules.rules if r.kind == "marketing" and r.template.endswith(".sms.j2")]
+    return sorted({(r.template, r.channel) for r in rules})
+
+
+def test_every_shipped_marketing_sms_is_one_segment_with_signature_and_unsubscribe(project):
+    """Short, polite, one billed SMS: 70 characters with 【山野户外】 and 回T退订 counted."""
+    from engine.sms import SmsStyle
+    from engine.templates import sms_segments
+
+    too_long = []
+    templates = _marketing_sms_templates(project)
+    assert len(templates) >= 15
+    for name, channel in templates:
+        options = project.config.channels[channel].options.get("sms")
+        style = SmsStyle.from_options(options, project.config.shop)
+        etype, data = TRIGGERS[name]
+        body = style.finish(project.templates.render(name, realistic_context(project, etype, data)), "marketing")
+        assert body.startswith("【山野户外】") and body.endswith("回T退订")
+        if sms_segments(body) > 1:
+            too_long.append(f"{name}: {len(body)} characters")
+    assert too_long == []
 
 
 def test_templates_see_times_in_the_shop_time_zone(project):

@@ -225,6 +225,16 @@ class Store:
         return self._customers_where(f"last_order_at > {p} AND last_order_at <= {p}",
                                      (encode_time(after, self.dialect), encode_time(upto, self.dialect)))
 
+    def next_last_order_after(self, after: datetime) -> datetime | None:
+        """The earliest latest-order time after `after` (one step of the last_order_at
+        index): when the next customer turns idle, for the dry-run to skip empty sweeps."""
+        p = dialect.placeholder(self.engine)
+        with self.engine.connect() as conn:
+            rows = dialect.raw_rows(conn, f"SELECT MIN(last_order_at) FROM customers WHERE last_order_at > {p}",
+                                    (encode_time(after, self.dialect),))
+        value = rows[0][0] if rows else None
+        return decode_time(value, self.dialect) if value is not None else None
+
     def birthday_customers(self, month_days: list[str]) -> list[dict]:
         """Customers whose birthday (month-day) is one of these, from the index on birthday_md."""
         p = dialect.placeholder(self.engine)

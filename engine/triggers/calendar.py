@@ -14,6 +14,7 @@ which moments fall in a span of time."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -78,6 +79,14 @@ class Trigger:
         out = []
         first = start.astimezone(tz).date() - timedelta(days=abs(self.offset.days) + 2)
         last = end.astimezone(tz).date() + timedelta(days=abs(self.offset.days) + 2)
+        if self.kind in ("date", "holiday"):  # one anchor a year: no need to walk the days
+            for year in range(first.year, last.year + 1):
+                anchor = self.anchor(year)
+                if anchor is not None and first <= anchor <= last:
+                    moment = _local(anchor + self.offset, self.at, tz)
+                    if start < moment <= end:
+                        out.append((moment, anchor + self.offset))
+            return sorted(set(out))
         day = first
         while day <= last:
             for moment_day in self._days_for(day):
@@ -121,6 +130,7 @@ class Trigger:
         return days
 
 
+@functools.lru_cache(maxsize=4096)
 def holiday_date(name: str, year: int, first_day_off: bool = False) -> date | None:
     """The festival day of `name` in `year` (or the first statutory day off of its break)."""
     if first_day_off:
