@@ -36,6 +36,7 @@ from engine.rules.model import Rule, RuleSet
 from engine.store import Store
 
 log = logger.bind(component="sweeps")
+PAGE_WRITE = 5000  # a broadcast enqueues its messages in chunks of about this many
 AHEAD = timedelta(hours=1)  # how far past `now` a sweep enqueues (the dry-run sweeps once per hour)
 
 
@@ -72,7 +73,8 @@ class Sweeper:
             if end <= start:
                 continue
             began = _time.perf_counter()
-            rows, failures = self._plan(rule, start, end, now)
+            early = [0]  # messages a broadcast enqueued page by page
+            rows, failures = self._plan(rule, start, end, now, early)
             seconds = _time.perf_counter() - began
             if failures:  # one record per sweep, not one per customer
                 first = failures[0]
@@ -80,7 +82,7 @@ class Sweeper:
                     first["detail"] += f" (and {len(failures) - 1} more customers)"
                 log.error("{}", first["detail"])
                 failures = [first]
-            written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds)
+            written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds) + early[0]
             report.enqueued[rule.id] = written
             report.failed += len(failures)
             report.seconds[rule.id] = seconds
@@ -111,7 +113,8 @@ class Sweeper:
         return best
 
     # -------------------------------------------------------------------------------------
-    def _plan(self, rule: Rule, start: datetime, end: datetime, now: datetime) -> tuple[list[dict], list[dict]]:
+    def _plan(self, rule: Rule, start: datetime, end: datetime, now: datetime,
+              early: list[int]) -> tuple[list[dict], list[dict]]:
         trigger = rule.trigger
         rows: list[dict] = []
         failures: list[dict] = []
@@ -131,6 +134,9 @@ class Sweeper:
                 for customer in page:
                     key = f"{trigger.kind}:{customer['id']}:{moment.isoformat()}"
                     self._consider(rule, customer, moment, key, now, rows, failures)
+                if len(rows) >= PAGE_WRITE:  # memory stays at about a page however many match
+                    early[0] += self.store.enqueue_swept(rows)
+                    rows = []
         return rows, failures
 
     def _consider(self, rule: Rule, customer: dict, moment: datetime, key: str, now: datetime,

@@ -214,6 +214,37 @@ def test_an_11_11_afternoon_broadcast_to_frequent_customers_who_have_not_ordered
     assert sent(engine) == [("2026-11-11 14:00", "d11-afternoon", "frequent")]
 
 
+def test_a_broadcast_enqueues_page_by_page_and_a_crash_half_way_loses_and_repeats_nothing(build, monkeypatch):
+    """Millions of matching customers must not be held in memory until the sweep ends: the
+    messages are written a chunk at a time; if the sweep dies before it finishes, the next
+    one covers the same moment again and skips the keys already taken."""
+    import engine.sweeps as sweeps
+
+    broadcast = rule("d11", {"date": "11-11", "at": "14:00"}, "promo.j2", **{"if": "customer.orders >= 1"})
+    engine = build([broadcast], at(2026, 11, 1, 0))
+    ingest(engine, [e for i in range(10) for e in order(f"b{i}", at(2026, 10, 2), customer=f"c-{i:02d}")])
+    engine.sweep(at(2026, 11, 10, 0))  # the rule's first sweep: from here on
+    monkeypatch.setattr(sweeps, "PAGE_WRITE", 2)
+    pages = engine.store.customer_pages
+    monkeypatch.setattr(engine.store, "customer_pages", lambda size=2000: pages(size=3))
+    write_sweep = engine.store.write_sweep
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went down")
+
+    monkeypatch.setattr(engine.store, "write_sweep", crash)
+    with pytest.raises(RuntimeError):
+        engine.sweep(at(2026, 11, 11, 13, 30))
+    early = engine.store.rows("messages")
+    assert len(early) == 9  # three pages of 3 written before the crash, the last customer not
+
+    monkeypatch.setattr(engine.store, "write_sweep", write_sweep)
+    report = engine.sweep(at(2026, 11, 11, 13, 30))
+
+    assert report.enqueued["d11"] == 1
+    assert sorted(m["customer_id"] for m in engine.store.rows("messages")) == [f"c-{i:02d}" for i in range(10)]
+
+
 def test_a_cron_trigger_fires_at_each_of_its_times(build):
     engine = build([rule("monday-note", {"cron": "0 10 * * 1"}, "promo.j2")], at(2026, 11, 1, 0))
     ingest(engine, order("a", at(2026, 11, 1, 1)))

@@ -253,6 +253,13 @@ class Store:
             yield page
             last = page[-1]["id"]
 
+    def enqueue_swept(self, rows: list[dict]) -> int:
+        """Enqueue part of a long sweep's messages (a broadcast, a page of customers at a
+        time) before the sweep ends; a key already taken is skipped, so a sweep that
+        crashes half-way and runs again enqueues nothing twice. Returns the number written."""
+        with self.engine.begin() as conn:
+            return self._bulk()["messages"].run(conn, rows)
+
     def write_sweep(self, rule_id: str, swept_until: datetime, ran_at: datetime, rows: list[dict],
                     log: list[dict], seconds: float) -> int:
         """Enqueue a sweep's messages (a key already taken is skipped: the sweep is
