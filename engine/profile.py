@@ -105,13 +105,14 @@ def apply_profile(customer: dict[str, Any], order: dict | None, before: OrderBef
         customer["first_order_at"], customer["last_order_at"] = min(known), max(known)
         amount = float(order["amount"] or 0)
         paid = order["paid_at"] is not None
+        # money is kept to the cent: a float sum of 477.39 + 321.94 + 200.67 is not 1000
         if paid and not before.paid:
             customer["order_count"] += 1
-            customer["spent"] += amount
+            customer["spent"] = round(customer["spent"] + amount, 2)
         elif paid and amount != before.amount and not before.refunded:  # the amount came later
-            customer["spent"] += amount - before.amount
+            customer["spent"] = round(customer["spent"] + amount - before.amount, 2)
         if order["refunded_at"] is not None and not before.refunded and paid:
-            customer["spent"] = max(0.0, customer["spent"] - amount)
+            customer["spent"] = max(0.0, round(customer["spent"] - amount, 2))
         if paid:
             for item in order["items"] or []:
                 if not isinstance(item, dict):
@@ -198,7 +199,7 @@ class CustomerRecord(Record):
         d = order._d if isinstance(order, Record) else (order or {})
         orders, spent = self._orders(), self._spent()
         if d.get("paid_at") is not None and d.get("refunded_at") is None:
-            orders, spent = max(0, orders - 1), max(0.0, spent - float(d.get("amount") or 0))
+            orders, spent = max(0, orders - 1), max(0.0, round(spent - float(d.get("amount") or 0), 2))
         return self._profile.tier(orders, spent)
 
     def _has_coupon(self, coupon_id) -> bool:

@@ -156,6 +156,20 @@ def test_ordered_today_is_the_shop_calendar_day(engine, hours_later, expected):
     assert evaluate(engine, "c-1", "customer.ordered_today", T0 + timedelta(hours=hours_later)) is expected
 
 
+def test_spend_is_kept_to_the_cent_so_exactly_the_threshold_reaches_the_tier(engine):
+    # as floats, 477.39 + 321.94 + 200.67 = 999.9999999999999: never 金卡 at 1,000
+    amounts = (477.39, 321.94, 200.67)
+    ingest(engine, *[e for i, amount in enumerate(amounts)
+                     for e in (order_with(f"c{i}", i * 60, f"o-{i}", amount, ("SB-01", "x")),
+                               paid(f"p{i}", i * 60 + 1, f"o-{i}"))])
+    profile = ProfileConfig(tiers=[Tier("金卡", 1000), Tier("会员")])
+
+    assert evaluate(engine, "c-1", "customer.spent", T0 + timedelta(days=1)) == 1000.0
+    assert evaluate(engine, "c-1", "customer.tier", T0 + timedelta(days=1), profile) == "金卡"
+    assert evaluate(engine, "c-1", "customer.tier_before(order)", T0 + timedelta(days=1), profile,
+                    order_id="o-2") == "会员"
+
+
 def test_a_customer_who_never_ordered_has_no_days_since_and_zero_scores(engine):
     ingest(engine, event("e1", "customer.updated", 0, order=None, name="李雷"))
 

@@ -16,8 +16,9 @@ happen at once; `order.paid` is what makes the invoice count for the customer's 
   (GMT or BST) so the file means the same whatever config reads it. 41 invoices have lines
   in two consecutive minutes; the order's time is the earliest.
 - order.id: the invoice number; order.amount: the sum of Quantity x Price over all the
-  invoice's lines (postage, manual and discount lines included: they are what the
-  customer paid), computed exactly and rounded to pennies.
+  invoice's lines, the non-product ones included (POST postage, M manual, C2 carriage,
+  BANK CHARGES, ...: they are what the customer paid), computed exactly (14 lines have
+  prices in tenths of a penny) and rounded to pennies.
 - order.items: [{sku: StockCode, name: Description (stripped), qty, price}], the first
   MAX_ITEMS lines in file order only (some invoices have hundreds of lines; the rules
   here do not read items, and a full list would make events of tens of kilobytes);
@@ -31,13 +32,13 @@ What is skipped, one reason per invoice, checked in this order:
 - `cancellation`: invoice numbers starting with 'C' (10,206 lines). They cancel (part
   of) earlier invoices, but not as whole orders: the cancelled lines name no original
   invoice, so they cannot be turned into order.refunded events of a known order. The
-  cancelled invoices thus count as paid, as they do in the dataset's usual analyses.
+  invoices they cancel stay counted as paid orders (customer.spent is the gross spend).
 - `adjustment`: invoice numbers starting with 'A' ("Adjust bad debt", 3 lines): book-
   keeping, no customer.
-- `no_customer`: no Customer ID (107,927 lines): guest or wholesale counter sales that
-  no rule could write to or build a profile of.
-- `not_positive`: a total of zero or less (lines of damaged or lost stock written off
-  under an invoice number, free samples): nothing was bought.
+- `no_customer`: no Customer ID (107,927 lines): no one to write to, no profile to
+  build, and no way to tell two such buyers apart.
+- `not_positive`: a customer's invoice totalling zero or less: nothing was bought (in
+  this file: two invoices of a test product at price 0).
 
 Run: python examples/uci/make_events.py [--csv FILE] [--out FILE] [--sample N]
 --sample N keeps the customers whose id is a multiple of N (all their invoices, so
@@ -103,7 +104,9 @@ def customer_number(raw: str) -> int | None:
 
 
 def local_time(raw: str) -> datetime:
-    """'2009-12-01 07:45:00' in the shop's time zone (no line falls in a DST change hour)."""
+    """'2009-12-01 07:45:00' in the shop's time zone. A time in the hour the clocks go back
+    is read as the first of the two (BST), one in the skipped hour as GMT, as zoneinfo
+    does; no line of the 2009-2010 file falls in either."""
     return datetime.fromisoformat(raw).replace(tzinfo=TZ)
 
 
