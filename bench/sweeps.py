@@ -5,6 +5,7 @@ enqueues their messages). See bench/README.md.
     python bench/sweeps.py --customers 5000000 --db sqlite
     python bench/sweeps.py --customers 5000000 --db postgresql
     python bench/sweeps.py --customers 200000 --broadcast      # also the broadcast sweep
+    python bench/sweeps.py --db sqlite --keep DIR --reuse      # again on the file a run left in DIR
 
 The customer table is written directly (a bulk load, not events: ingesting 5M customers'
 orders would be a different benchmark): last order times spread evenly over the year
@@ -129,7 +130,7 @@ def bare_idle_query(store: Store, lo: datetime, hi: datetime) -> tuple[int, floa
     return len(rows), time.perf_counter() - began
 
 
-def run(db: str, count: int, seed: int, broadcast: bool, keep: Path | None) -> dict:
+def run(db: str, count: int, seed: int, broadcast: bool, keep: Path | None, reuse: bool = False) -> dict:
     result = {"db": db, "customers": count}
     with tempfile.TemporaryDirectory(prefix="sweeps-bench-") as tmp:
         tmp = Path(tmp)
@@ -145,12 +146,21 @@ def run(db: str, count: int, seed: int, broadcast: bool, keep: Path | None) -> d
             url = context.__enter__()
         else:
             path = (keep or tmp) / f"sweeps-{count}.db"
-            url, context = common.sqlite_url(path), None
+            reusing = reuse and path.exists()
+            url, context = (f"sqlite:///{path}" if reusing else common.sqlite_url(path)), None
         try:
-            store = Store(url)
-            log(f"{db}: loading {count:,} customers ...")
-            result["load_seconds"] = round(load_customers(store, count, seed, SWEEP_DAY), 1)
-            log(f"  loaded in {result['load_seconds']} s")
+            if db == "sqlite" and reusing:
+                log(f"{db}: reusing {path} (its customers; earlier messages and sweeps deleted) ...")
+                store = Store(url)  # brings the schema and indexes up to date
+                with store.engine.begin() as conn:
+                    conn.exec_driver_sql("DELETE FROM messages")
+                    conn.exec_driver_sql("DELETE FROM sweeps")
+                    conn.exec_driver_sql("ANALYZE")
+            else:
+                store = Store(url)
+                log(f"{db}: loading {count:,} customers ...")
+                result["load_seconds"] = round(load_customers(store, count, seed, SWEEP_DAY), 1)
+                log(f"  loaded in {result['load_seconds']} s")
             sweeper = Sweeper(store, lambda: ruleset, project.config.timezone, project.config.shop,
                               project.config.profile)
             everyone = ("winback-90d", "birthday-coupon", "broadcast")
@@ -199,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broadcast", action="store_true", help="also time the broadcast sweep (every customer)")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--keep", type=Path, help="folder for the SQLite file (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: use the SQLite file an earlier run left there instead of loading again")
     args = parser.parse_args(argv)
     common.quiet()
     results = {"machine": common.machine(), "git": common.git_head(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": []}
     for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
-        results["runs"].append(run(db, args.customers, args.seed, args.broadcast, args.keep))
+        results["runs"].append(run(db, args.customers, args.seed, args.broadcast, args.keep, args.reuse))
     common.OUT.mkdir(exist_ok=True)
     out = common.OUT / f"sweeps-{args.customers}.json"
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -119,7 +119,8 @@ class Sweeper:
         rows: list[dict] = []
         failures: list[dict] = []
         if trigger.kind == "idle":
-            for customer in self.store.idle_customers(start - trigger.idle, end - trigger.idle):
+            full = bool(rule.conditions)  # without `if:` only the ids are needed
+            for customer in self.store.idle_customers(start - trigger.idle, end - trigger.idle, full=full):
                 moment = customer["last_order_at"] + trigger.idle
                 key = f"idle:{customer['id']}:{customer['last_order_at'].isoformat()}"
                 self._consider(rule, customer, moment, key, now, rows, failures)
@@ -127,7 +128,7 @@ class Sweeper:
         for moment, day in trigger.moments(start, end, self.tz):
             if trigger.kind == "birthday":
                 key_of = f"birthday:{{}}:{day.isoformat()}"
-                for customer in self.store.birthday_customers(trigger.birthdays_on(day)):
+                for customer in self.store.birthday_customers(trigger.birthdays_on(day), full=bool(rule.conditions)):
                     self._consider(rule, customer, moment, key_of.format(customer["id"]), now, rows, failures)
                 continue
             for page in self.store.customer_pages():

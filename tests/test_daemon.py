@@ -108,7 +108,7 @@ def test_the_daemon_sends_what_an_ingested_file_makes_due_and_stops_cleanly_on_s
 
     assert ingest.returncode == 0, ingest.stderr
     assert ingest.stdout == (f"{source}: 6 events stored, 0 already stored (ignored), 0 rejected; "
-                             "5 messages scheduled, 0 held back as duplicates\n")
+                             "7 messages scheduled, 0 held back as duplicates\n")  # 2 of them honeymoon notes, 30 d ahead
     sent = wait_for(lambda: outbox_lines(tmp_path / "outbox" / "sms.jsonl", 2), "2 messages in the outbox", proc, log)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=DEADLINE) == 0
@@ -137,7 +137,8 @@ def test_the_daemon_sends_what_an_ingested_file_makes_due_and_stops_cleanly_on_s
         ("payment-reminder", "c-3", "cancelled", "unless"),
         ("shipping-notice", "c-3", "sent", None),
     ]
-    assert pending == [("logistics-stuck", "c-3")]  # due 72 h after shipping
+    # due 72 h after shipping, and 30 days after each customer's first paid order
+    assert pending == [("honeymoon-30d", "c-2"), ("honeymoon-30d", "c-3"), ("logistics-stuck", "c-3")]
 
 
 def test_ingest_rejects_a_malformed_line_with_its_line_number_keeps_it_and_loads_the_rest(config, tmp_path, db_url):

@@ -114,8 +114,9 @@ def test_replaying_the_same_file_schedules_nothing_new(engine, store, project, t
     before = (messages(store), decisions(store), store.count("events"))
     second = load()
 
-    # two payment reminders, then the shipping notice and the 72 h logistics watch of o-2
-    assert (first.accepted, first.duplicates, len(first.scheduled), first.suppressed) == (4, 0, 4, 0)
+    # two payment reminders, the 30-day honeymoon note of c-2's first paid order, then the
+    # shipping notice and the 72 h logistics watch of o-2
+    assert (first.accepted, first.duplicates, len(first.scheduled), first.suppressed) == (4, 0, 5, 0)
     assert (second.accepted, second.duplicates, second.scheduled, second.suppressed) == (0, 4, [], 0)
     assert (messages(store), decisions(store), store.count("events")) == before
 

@@ -231,6 +231,8 @@ def test_a_database_made_before_the_profile_columns_is_upgraded_in_place(tmp_pat
                           "attrs JSON NOT NULL, opted_out JSON NOT NULL, first_seen_at BIGINT, updated_at BIGINT)"))
         conn.execute(text("INSERT INTO customers VALUES ('c-1', '王小明', '13800000000', NULL, '1990-05-01', NULL, "
                           "'[]', '{}', '[]', 0, 0)"))
+        conn.execute(text("ALTER TABLE customers ADD COLUMN last_order_at BIGINT"))  # as an earlier version had it
+        conn.execute(text("CREATE INDEX ix_customers_last_order ON customers (last_order_at)"))
     old.dispose()
 
     store = Store(f"sqlite:///{path}")
@@ -239,6 +241,7 @@ def test_a_database_made_before_the_profile_columns_is_upgraded_in_place(tmp_pat
         assert customer["name"] == "王小明"
         assert (customer["order_count"], customer["last_order_at"], customer["stats"]) == (None, None, None)
         indexes = {i["name"] for i in __import__("sqlalchemy").inspect(store.engine).get_indexes("customers")}
-        assert {"ix_customers_last_order", "ix_customers_birthday"} <= indexes
+        assert {"ix_customers_idle", "ix_customers_birthday_day"} <= indexes  # covering: the sweeps read them alone
+        assert "ix_customers_last_order" not in indexes  # replaced, not kept as a second copy
     finally:
         store.close()

@@ -77,7 +77,8 @@ def test_a_rule_uses_a_segment_and_a_misspelt_one_is_reported_with_file_and_line
 
     assert [str(p).replace(str(shop) + "/", "") for p in project.errors] == [
         "rules/vip.yaml:9: rules[1].if: unknown segment 'high_qualty'; did you mean 'high_quality'?; "
-        "segments (config.yaml or a rules file's segments:): high_quality, frequent, lapsed_vip"]
+        "segments (config.yaml or a rules file's segments:): high_quality, frequent, lapsed_vip, "
+        "double11_high_intent, outdoor_without_pad"]  # config.yaml's, then rules/segments.yaml's
     assert project.rules.get("thanks-good-customers") is not None
 
 
@@ -89,7 +90,7 @@ SEGMENTS_FILE = (
 
 
 def test_rules_segments_yaml_defines_segments_every_rule_and_the_cli_can_use(shop):
-    (shop / "rules" / "segments.yaml").write_text(SEGMENTS_FILE, encoding="utf-8")
+    (shop / "rules" / "my_segments.yaml").write_text(SEGMENTS_FILE, encoding="utf-8")
     (shop / "rules" / "a_vip.yaml").write_text(  # sorts before segments.yaml: still sees them
         "rules:\n"
         "  - id: vip-thanks\n"
@@ -109,20 +110,20 @@ def test_rules_segments_yaml_defines_segments_every_rule_and_the_cli_can_use(sho
 
     assert result.exit_code == 0, result.output
     assert result.output.replace(str(shop) + "/", "").splitlines()[:2] == ["segment big_spender: 1 of 2 customers (50.0%)",
-                                              "  customer.spent >= 1000   (rules/segments.yaml:3)"]
+                                              "  customer.spent >= 1000   (rules/my_segments.yaml:3)"]
 
 
 @pytest.mark.parametrize("content, expected", [
     ("segments:\n  high_quality: \"customer.orders >= 2\"\n",
-     "rules/segments.yaml:2: segments.high_quality: segment 'high_quality' is already defined in config.yaml; "
+     "rules/my_segments.yaml:2: segments.high_quality: segment 'high_quality' is already defined in config.yaml; "
      "rename one of them"),
     ("segments:\n  vip: \"customer.spent >=\"\n",
-     "rules/segments.yaml:2: segments.vip: expression does not compile:"),
+     "rules/my_segments.yaml:2: segments.vip: expression does not compile:"),
     ("segments:\n  - vip\n",
-     "rules/segments.yaml:1: segments: must map names to conditions"),
+     "rules/my_segments.yaml:1: segments: must map names to conditions"),
 ], ids=["same-name-as-config", "does-not-compile", "a-list-not-a-mapping"])
 def test_a_broken_segment_in_a_rules_file_is_reported_with_file_and_line(shop, content, expected):
-    (shop / "rules" / "segments.yaml").write_text(content, encoding="utf-8")
+    (shop / "rules" / "my_segments.yaml").write_text(content, encoding="utf-8")
 
     project = load_project(shop / "config.yaml", shop / "rules", shop / "templates")
 

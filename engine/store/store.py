@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, delete, func, inspect, select, text, updat
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
+from engine.store.tables import (IN_FLIGHT_WHERE, OBSOLETE_INDEXES, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
@@ -64,6 +64,8 @@ class Store:
                         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
+            for name in OBSOLETE_INDEXES:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
 
     def _reader(self, table) -> dialect.BulkRead:
         reader = self._readers.get(table.name)
@@ -218,12 +220,18 @@ class Store:
         with self.engine.connect() as conn:
             return reader.decode(dialect.raw_rows(conn, sql, params))
 
-    def idle_customers(self, after: datetime, upto: datetime) -> list[dict]:
+    def idle_customers(self, after: datetime, upto: datetime, *, full: bool = True) -> list[dict]:
         """Customers whose latest order was in (after, upto]: one range of the index on
-        last_order_at (an idle sweep reads only the customers it enqueues)."""
+        last_order_at (an idle sweep reads only the customers it enqueues). Not `full`:
+        only id and last_order_at, read from the index alone (a rule without `if:`)."""
         p = dialect.placeholder(self.engine)
-        return self._customers_where(f"last_order_at > {p} AND last_order_at <= {p}",
-                                     (encode_time(after, self.dialect), encode_time(upto, self.dialect)))
+        where = f"last_order_at > {p} AND last_order_at <= {p}"
+        params = (encode_time(after, self.dialect), encode_time(upto, self.dialect))
+        if full:
+            return self._customers_where(where, params)
+        with self.engine.connect() as conn:
+            return [{"id": cid, "last_order_at": decode_time(last, self.dialect)} for cid, last in
+                    dialect.raw_rows(conn, f"SELECT id, last_order_at FROM customers WHERE {where}", params)]
 
     def next_last_order_after(self, after: datetime) -> datetime | None:
         """The earliest latest-order time after `after` (one step of the last_order_at
@@ -235,10 +243,16 @@ class Store:
         value = rows[0][0] if rows else None
         return decode_time(value, self.dialect) if value is not None else None
 
-    def birthday_customers(self, month_days: list[str]) -> list[dict]:
-        """Customers whose birthday (month-day) is one of these, from the index on birthday_md."""
+    def birthday_customers(self, month_days: list[str], *, full: bool = True) -> list[dict]:
+        """Customers whose birthday (month-day) is one of these, from the index on
+        birthday_md (not `full`: only their ids, from the index alone)."""
         p = dialect.placeholder(self.engine)
-        return self._customers_where(f"birthday_md IN ({', '.join([p] * len(month_days))})", tuple(month_days))
+        where = f"birthday_md IN ({', '.join([p] * len(month_days))})"
+        if full:
+            return self._customers_where(where, tuple(month_days))
+        with self.engine.connect() as conn:
+            return [{"id": cid} for (cid,) in
+                    dialect.raw_rows(conn, f"SELECT id FROM customers WHERE {where}", tuple(month_days))]
 
     def customer_pages(self, size: int = 2000):
         """Every customer, a page at a time in id order (keyset pagination: each page is
