@@ -66,10 +66,6 @@ def lock_due_rows(select_stmt, engine: Engine):
     return select_stmt
 
 
-_PG_ROWS = 1000  # rows per multi-row INSERT on PostgreSQL
-_PG_PARAMS = 30000  # and at most this many parameters (the protocol allows 65,535)
-
-
 class BulkWrite:
     """A prepared multi-row INSERT (optionally upsert / ignore-on-conflict) run through the
     driver's executemany with values encoded once here: the ingest hot path, where
@@ -96,20 +92,29 @@ class BulkWrite:
                 holders.append(holder)
         self._get = itemgetter(*self.keys)
         self._encode = [(i, enc) for i, enc in enumerate(encoders) if enc is not None]
-        self._head = f"INSERT INTO {table.name} ({', '.join(self.keys)}) VALUES "
-        self._row = f"({', '.join(holders)})"
-        self._tail = ""
-        self._multi: dict[int, str] = {}  # PostgreSQL: rows per statement -> SQL
-        sql = self._head + self._row
+        on_conflict = ""
         if conflict:
             target = ", ".join(conflict)
             if update:
                 sets = ", ".join(f"{k} = excluded.{k}" for k in self.keys if k not in conflict)
-                sql += f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+                on_conflict = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
             else:
-                sql += f" ON CONFLICT ({target}) DO NOTHING"
-        self._tail = sql[len(self._head + self._row):]
-        self.sql = sql
+                on_conflict = f" ON CONFLICT ({target}) DO NOTHING"
+        self.sql = f"INSERT INTO {table.name} ({', '.join(self.keys)}) VALUES ({', '.join(holders)}){on_conflict}"
+        self._unnest = None
+        if self.name == "postgresql":
+            # every column as one array parameter: one short statement for any number of
+            # rows (psycopg's executemany sends a statement per row, and a multi-row VALUES
+            # of thousands of placeholders costs psycopg more to parse than to run)
+            names = [f"c{i}" for i in range(len(columns))]
+            arrays, picks = [], []
+            for name, column in zip(names, columns):
+                json = column.type.__class__.__name__ == "JSON"
+                kind = "TEXT" if json else column.type.compile(dialect=engine.dialect)
+                arrays.append(f"%b::{kind}[]")  # binary: no text quoting of every element
+                picks.append(f"{name}::JSON" if json else name)
+            self._unnest = (f"INSERT INTO {table.name} ({', '.join(self.keys)}) SELECT {', '.join(picks)} "
+                            f"FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}){on_conflict}")
 
     def rows(self, rows: list[dict]) -> list[tuple]:
         get, encode, out = self._get, self._encode, []
@@ -126,24 +131,14 @@ class BulkWrite:
         if not rows:
             return 0
         values = self.rows(rows)
-        if self.name != "postgresql" or len(values) < 8:
+        if self._unnest is None or len(values) < 8:
             return conn.exec_driver_sql(self.sql, values).rowcount
-        # PostgreSQL: many rows per statement. psycopg's executemany sends one statement per
-        # row; a sweep enqueuing 14,000 messages spent a second on round trips alone.
-        per = max(1, min(_PG_ROWS, _PG_PARAMS // len(self.keys)))
-        written = 0
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            for start in range(0, len(values), per):
-                part = values[start:start + per]
-                sql = self._multi.get(len(part))
-                if sql is None:
-                    sql = self._multi[len(part)] = self._head + ", ".join([self._row] * len(part)) + self._tail
-                cursor.execute(sql, [v for row in part for v in row])
-                written += cursor.rowcount
+            cursor.execute(self._unnest, [list(column) for column in zip(*values)])
+            return cursor.rowcount
         finally:
             cursor.close()
-        return written
 
 
 class BulkRead:

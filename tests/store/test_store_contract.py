@@ -291,3 +291,27 @@ def test_a_store_opened_twice_on_the_same_database_keeps_the_data(db_url):
         second.close()
 
     assert names == ["王小明"]
+
+
+def test_bulk_writes_of_many_rows_keep_every_value_nulls_and_json_included(store):
+    """Many rows at once go through one statement of arrays on PostgreSQL: a column
+    that is NULL in every row, JSON values, unicode and the conflict rules must survive."""
+    rows = [message_row(f"k{i}", i) for i in range(40)]
+    rows[3]["detail"] = "延期到 10:00 'quoted' \"and\" \\ backslash"
+    assert store.enqueue_swept(rows) == 40
+    assert store.enqueue_swept(rows[:20] + [message_row("k-new", 5)]) == 1  # taken keys skipped
+
+    stored = {m["dedup_key"]: m for m in store.rows("messages")}
+    assert len(stored) == 41
+    assert stored["k3"]["detail"] == "延期到 10:00 'quoted' \"and\" \\ backslash"
+    assert stored["k39"]["due_at"] == NOW + timedelta(minutes=39)
+    assert all(m["order_id"] is None and m["expires_at"] is None for m in stored.values())
+
+    people = [{**customer_row(f"c-{i}", f"顾客{i}"), "tags": ["vip", "回头客"], "stats": {"skus": ["SB-01"]}}
+              for i in range(12)]
+    store.write_ingest(IngestWrite(customers=people))
+    people[5]["name"] = "改名了"
+    store.write_ingest(IngestWrite(customers=people))
+    found = store.customers_by_id([f"c-{i}" for i in range(12)])
+    assert found["c-5"]["name"] == "改名了"  # upserted on the id
+    assert found["c-7"]["tags"] == ["vip", "回头客"] and found["c-7"]["stats"] == {"skus": ["SB-01"]}
