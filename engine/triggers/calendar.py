@@ -246,7 +246,7 @@ def _parse_at(value) -> time:
     match = _AT.match(str(value).strip())
     if match and int(match.group(1)) < 24 and int(match.group(2)) < 60:
         return time(int(match.group(1)), int(match.group(2)))
-    raise TriggerError("at", f"bad time of day {value!r}; write HH:MM in local time, such as 10:00")
+    raise TriggerError("at", f"bad time of day {value!r}; write HH:MM in the shop's time zone, such as 10:00")
 
 
 def _signed_days(value, key: str) -> timedelta:

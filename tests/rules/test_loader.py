@@ -134,7 +134,7 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when.at: bad time of day '25:00'; write HH:MM in local time, such as 10:00"],
+        ["rules/broken.yaml:3: rules[0].when.at: bad time of day '25:00'; write HH:MM in the shop's time zone, such as 10:00"],
         id="at-not-a-time"),
     pytest.param(
         """\
