@@ -70,7 +70,8 @@ class Engine:
                                      gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
                                      config.dispatch.batch_size, config.profile)
 
-        self.sweeper = Sweeper(store, self.current_rules, config.timezone, config.shop, config.profile)
+        self.sweeper = Sweeper(store, self.current_rules, config.timezone, config.shop, config.profile,
+                               segments=lambda: self.project.templates.segment_sources)
 
     def current_rules(self) -> RuleSet:
         return self.project.rules

@@ -15,7 +15,10 @@ per customer and moment, due at that moment. So:
 
 Which customers: idle -> those whose latest order lies in one range of the index on
 last_order_at; birthday -> the index on birthday_md; holiday / date / cron are
-broadcasts: every customer passing the rule's `if:` (read a page at a time, in id order).
+broadcasts: every customer passing the rule's `if:`. The database picks the candidates
+with the part of `if:` that translates to SQL (engine.triggers.prefilter: order counts,
+spend, days since the last order, RFM bands, segments made of those); they are read a
+page at a time, in id order, and the whole `if:` decides on each.
 An idle message is cancelled at send time if the customer ordered again meanwhile."""
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from datetime import datetime, timedelta
 from typing import Callable
 from zoneinfo import ZoneInfo
 
+import jinja2
 from loguru import logger
 
 from engine.context import build_context
 from engine.errors import ExpressionError
 from engine.gate import ceil_minute
-from engine.profile import ProfileConfig
+from engine.profile import DEFAULT_PROFILE, ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
+from engine.store.tables import encode_time
+from engine.triggers.prefilter import customer_filter
 
 log = logger.bind(component="sweeps")
 PAGE_WRITE = 5000  # a broadcast enqueues its messages in chunks of about this many
@@ -54,7 +60,8 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], tz: ZoneInfo, shop: dict,
-                 profile: ProfileConfig | None = None):
+                 profile: ProfileConfig | None = None, segments: Callable[[], dict[str, str]] | None = None):
+        self.segments = segments  # name -> condition, for translating segment('name') to SQL
         self.store = store
         self.rules = rules
         self.tz = tz
@@ -131,7 +138,9 @@ class Sweeper:
                 for customer in self.store.birthday_customers(trigger.birthdays_on(day), full=bool(rule.conditions)):
                     self._consider(rule, customer, moment, key_of.format(customer["id"]), now, rows, failures)
                 continue
-            for page in self.store.customer_pages():
+            where = self._prefilter(rule, moment)
+            for page in self.store.customer_pages(where=where.sql if where else None,
+                                                  params=where.params if where else ()):
                 for customer in page:
                     key = f"{trigger.kind}:{customer['id']}:{moment.isoformat()}"
                     self._consider(rule, customer, moment, key, now, rows, failures)
@@ -139,6 +148,14 @@ class Sweeper:
                     early[0] += self.store.enqueue_swept(rows)
                     rows = []
         return rows, failures
+
+    def _prefilter(self, rule: Rule, moment: datetime):
+        """The part of the broadcast's `if:` the database can check (see prefilter)."""
+        if not rule.conditions:
+            return None
+        return customer_filter([c.source for c in rule.conditions], _parse_expression, self.profile or DEFAULT_PROFILE,
+                               self.segments() if self.segments else {}, moment,
+                               lambda t: encode_time(t, self.store.dialect))
 
     def _consider(self, rule: Rule, customer: dict, moment: datetime, key: str, now: datetime,
                   rows: list[dict], failures: list[dict]) -> None:
@@ -160,6 +177,13 @@ class Sweeper:
             "expires_at": due + rule.expires if rule.expires is not None else None, "state": "pending",
             "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "created_at": now, "updated_at": now,
         })
+
+
+_PARSER = jinja2.Environment()
+
+
+def _parse_expression(source: str):
+    return _PARSER.parse("{{ " + source + " }}").body[0].nodes[0]
 
 
 def _log_row(rule: Rule, customer_id: str, when: datetime, outcome: str, reason: str, detail: str) -> dict:

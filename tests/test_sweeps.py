@@ -226,7 +226,7 @@ def test_a_broadcast_enqueues_page_by_page_and_a_crash_half_way_loses_and_repeat
     engine.sweep(at(2026, 11, 10, 0))  # the rule's first sweep: from here on
     monkeypatch.setattr(sweeps, "PAGE_WRITE", 2)
     pages = engine.store.customer_pages
-    monkeypatch.setattr(engine.store, "customer_pages", lambda size=2000: pages(size=3))
+    monkeypatch.setattr(engine.store, "customer_pages", lambda size=2000, **kw: pages(size=3, **kw))
     write_sweep = engine.store.write_sweep
 
     def crash(*args, **kwargs):

@@ -66,6 +66,13 @@ def lock_due_rows(select_stmt, engine: Engine):
     return select_stmt
 
 
+def _is_float(kind) -> bool:
+    try:
+        return kind.python_type is float
+    except NotImplementedError:
+        return False
+
+
 class BulkWrite:
     """A prepared multi-row INSERT (optionally upsert / ignore-on-conflict) run through the
     driver's executemany with values encoded once here: the ingest hot path, where
@@ -87,6 +94,11 @@ class BulkWrite:
             elif column.type.__class__.__name__ == "JSON":
                 encoders.append(_json_dumps)
                 holders.append(holder if self.name == "sqlite" else f"CAST({holder} AS JSON)")
+            elif _is_float(column.type):
+                # an amount arrives as 199 or 199.0: one type per column (PostgreSQL's
+                # array parameters refuse a list mixing int and float)
+                encoders.append(float)
+                holders.append(holder)
             else:
                 encoders.append(None)
                 holders.append(holder)

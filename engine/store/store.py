@@ -254,14 +254,15 @@ class Store:
             return [{"id": cid} for (cid,) in
                     dialect.raw_rows(conn, f"SELECT id FROM customers WHERE {where}", tuple(month_days))]
 
-    def customer_pages(self, size: int = 2000):
-        """Every customer, a page at a time in id order (keyset pagination: each page is
-        one index range, memory stays at one page)."""
+    def customer_pages(self, size: int = 2000, where: str | None = None, params: tuple = ()):
+        """Every customer (or those passing `where`, SQL with `?` for each of `params`), a
+        page at a time in id order (keyset pagination: memory stays at one page)."""
         p = dialect.placeholder(self.engine)
+        extra = f" AND ({where.replace('?', p)})" if where else ""
         last = None
         while True:
-            page = (self._customers_where("1 = 1", (), size) if last is None
-                    else self._customers_where(f"id > {p}", (last,), size))
+            page = (self._customers_where("1 = 1" + extra, tuple(params), size) if last is None
+                    else self._customers_where(f"id > {p}" + extra, (last, *params), size))
             if not page:
                 return
             yield page
