@@ -142,15 +142,27 @@ class BulkWrite:
         """Execute for all rows; returns the number of rows written (conflicts ignored don't count)."""
         if not rows:
             return 0
-        values = self.rows(rows)
-        if self._unnest is None or len(values) < 8:
-            return conn.exec_driver_sql(self.sql, values).rowcount
+        if self._unnest is None or len(rows) < 8:
+            return conn.exec_driver_sql(self.sql, self.rows(rows)).rowcount
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            cursor.execute(self._unnest, [list(column) for column in zip(*values)])
+            cursor.execute(self._unnest, self.columns(rows))
             return cursor.rowcount
         finally:
             cursor.close()
+
+    def columns(self, rows: list[dict]) -> list[list]:
+        """The rows as one encoded list per column (the arrays of the unnest insert);
+        a column whose values are all the same object is encoded once."""
+        out = [[row[key] for row in rows] for key in self.keys]
+        for i, encode in self._encode:
+            column = out[i]
+            first = column[0]
+            if all(v is first for v in column):
+                out[i] = [None if first is None else encode(first)] * len(column)
+            else:
+                out[i] = [None if v is None else encode(v) for v in column]
+        return out
 
 
 class BulkRead:
