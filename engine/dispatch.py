@@ -222,7 +222,7 @@ class Dispatcher:
         horizon: datetime | None = None  # virtual clock: the earliest time a deferral moved a message to
         latest = max((r.candidate.at for r in ready), default=None)
         with self.store.gate_transaction([r.candidate.message["customer_id"] for r in ready], since,
-                                         self.gate.rate_windows(min(times))) as txn:
+                                         self.gate.rate_windows(min(times), max(times))) as txn:
             by_candidate = {id(r.candidate): r for r in ready}
             for candidate in self.gate.order([r.candidate for r in ready]):
                 message = candidate.message

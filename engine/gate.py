@@ -57,8 +57,13 @@ class Gate:
         cooldowns = [r.cooldown for r in rules if r.cooldown]
         return self.limits.lookback(max(cooldowns, default=timedelta(0)))
 
-    def rate_windows(self, at: datetime) -> dict[str, datetime]:
-        return {name: at - ch.rate.per for name, ch in self.limits.channels.items() if ch.rate}
+    def rate_windows(self, first: datetime, last: datetime | None = None) -> dict[str, tuple[datetime, datetime]]:
+        """Per rate-limited channel, the span of sends that can bear on decisions at times
+        first..last: a send counts for a window around the decision's time, so the span
+        is (first - window, last + window]."""
+        last = last or first
+        return {name: (first - ch.rate.per, last + ch.rate.per) for name, ch in self.limits.channels.items()
+                if ch.rate}
 
     @staticmethod
     def order(candidates: list[Candidate]) -> list[Candidate]:

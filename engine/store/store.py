@@ -325,7 +325,8 @@ class Store:
         return rows
 
     @contextmanager
-    def gate_transaction(self, customer_ids: list[str], since: datetime, channel_since: dict[str, datetime]):
+    def gate_transaction(self, customer_ids: list[str], since: datetime,
+                         channel_since: dict[str, tuple[datetime, datetime]]):
         """One transaction for the gate: lock the customers (PostgreSQL; SQLite's write
         lock covers it), read their sends since `since` and each rate-limited channel's
         recent sends, let the caller decide, then write what it decided."""
@@ -344,13 +345,14 @@ class Store:
                     sent = dict(zip(columns, row))
                     sent["time"] = decode_time(sent["time"], name)
                     txn.ledger.setdefault(sent["customer_id"], []).append(sent)
-            for channel, start_at in channel_since.items():
-                # sends in the rate window, and the slots held by messages paced earlier
-                sql = (f"SELECT time FROM sends WHERE channel = {p} AND time > {p} UNION ALL "
+            for channel, (start_at, end_at) in channel_since.items():
+                # sends in the rate windows around the batch's times, and every slot held by
+                # a message paced earlier (the next one paced queues after the last of them)
+                sql = (f"SELECT time FROM sends WHERE channel = {p} AND time > {p} AND time <= {p} UNION ALL "
                        f"SELECT due_at FROM messages WHERE {PACED_WHERE} AND channel = {p} AND due_at > {p}")
-                after = encode_time(start_at, name)
+                after, upto = encode_time(start_at, name), encode_time(end_at, name)
                 txn.channel_recent[channel] = sorted(decode_time(r[0], name) for r in
-                                                     dialect.raw_rows(conn, sql, (channel, after, channel, after)))
+                                                     dialect.raw_rows(conn, sql, (channel, after, upto, channel, after)))
             yield txn
             txn.write()
 
