@@ -94,8 +94,8 @@ def _check_customer(raw: Any) -> dict[str, Any]:
     if cust.get("phone") is not None and cust["phone"] != "":
         cust["phone"] = str(cust["phone"]).strip()
     if cust.get("birthday") is not None:
-        try:
-            date.fromisoformat(str(cust["birthday"]))
+        try:  # kept as YYYY-MM-DD whatever ISO form it came in (19900501 too, even as a number)
+            cust["birthday"] = date.fromisoformat(str(cust["birthday"]).strip()).isoformat()
         except ValueError:
             raise EventError(f"{cust['birthday']!r} is not a date like 1990-05-01", "customer.birthday") from None
     if cust.get("timezone") is not None:

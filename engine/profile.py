@@ -198,8 +198,11 @@ class CustomerRecord(Record):
         the customer up (or, refunded, down)."""
         d = order._d if isinstance(order, Record) else (order or {})
         orders, spent = self._orders(), self._spent()
+        amount = float(d.get("amount") or 0)
         if d.get("paid_at") is not None and d.get("refunded_at") is None:
-            orders, spent = max(0, orders - 1), max(0.0, round(spent - float(d.get("amount") or 0), 2))
+            orders, spent = max(0, orders - 1), max(0.0, round(spent - amount, 2))
+        elif d.get("paid_at") is not None:  # refunded: its amount left the spend (the order still counts)
+            spent = round(spent + amount, 2)
         return self._profile.tier(orders, spent)
 
     def _has_coupon(self, coupon_id) -> bool:

@@ -80,7 +80,7 @@ class Sweeper:
             if end <= start:
                 continue
             began = _time.perf_counter()
-            early = [0]  # messages a broadcast enqueued page by page
+            early = _Early()  # what a broadcast enqueued page by page
             rows, failures = self._plan(rule, start, end, now, early)
             seconds = _time.perf_counter() - began
             if failures:  # one record per sweep, not one per customer
@@ -89,10 +89,11 @@ class Sweeper:
                     first["detail"] += f" (and {len(failures) - 1} more customers)"
                 log.error("{}", first["detail"])
                 failures = [first]
-            written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds) + early[0]
+            written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds) + early.written
             report.enqueued[rule.id] = written
             report.failed += len(failures)
             report.seconds[rule.id] = seconds
+            report.scheduled.extend(early.scheduled)  # the dry-run decides each before its customer's next event
             report.scheduled.extend((r["customer_id"], r["due_at"]) for r in rows)
         return report
 
@@ -121,7 +122,7 @@ class Sweeper:
 
     # -------------------------------------------------------------------------------------
     def _plan(self, rule: Rule, start: datetime, end: datetime, now: datetime,
-              early: list[int]) -> tuple[list[dict], list[dict]]:
+              early: "_Early") -> tuple[list[dict], list[dict]]:
         trigger = rule.trigger
         rows: list[dict] = []
         failures: list[dict] = []
@@ -145,7 +146,8 @@ class Sweeper:
                     key = f"{trigger.kind}:{customer['id']}:{moment.isoformat()}"
                     self._consider(rule, customer, moment, key, now, rows, failures)
                 if len(rows) >= PAGE_WRITE:  # memory stays at about a page however many match
-                    early[0] += self.store.enqueue_swept(rows)
+                    early.written += self.store.enqueue_swept(rows)
+                    early.scheduled.extend((r["customer_id"], r["due_at"]) for r in rows)
                     rows = []
         return rows, failures
 
@@ -177,6 +179,14 @@ class Sweeper:
             "expires_at": due + rule.expires if rule.expires is not None else None, "state": "pending",
             "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "created_at": now, "updated_at": now,
         })
+
+
+@dataclass
+class _Early:
+    """A broadcast's messages written before its sweep ends (a chunk at a time)."""
+
+    written: int = 0
+    scheduled: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 _PARSER = jinja2.Environment()

@@ -170,6 +170,31 @@ def test_spend_is_kept_to_the_cent_so_exactly_the_threshold_reaches_the_tier(eng
                     order_id="o-2") == "会员"
 
 
+def test_tier_before_a_refunded_order_tells_a_tier_drop(engine):
+    ingest(engine, order_with("c1", 0, "o-1", 1800.0, ("TN-02", "x")), paid("p1", 1, "o-1"),
+           order_with("c2", 60, "o-2", 200.0, ("SB-01", "x")), paid("p2", 61, "o-2"),
+           event("r2", "order.refunded", 600, order="o-2"))
+    profile = ProfileConfig(tiers=[Tier("金卡", 2000), Tier("银卡", 500), Tier("会员")])
+
+    got = evaluate(engine, "c-1", "[customer.spent, customer.tier, customer.tier_before(order)]",
+                   T0 + timedelta(days=1), profile, order_id="o-2")
+
+    assert got == [1800.0, "银卡", "金卡"]  # the refund took them down from 金卡
+
+
+def test_a_birthday_in_any_iso_form_is_kept_as_a_date_and_a_big_batch_stores(engine):
+    """19900501 (a number, or basic ISO) is 1990-05-01; ten customers in one batch, so the
+    bulk write takes its many-rows path on PostgreSQL with a uniform column."""
+    events = [event(f"u{i}", "customer.updated", i, f"c-{i}", None, birthday="1991-02-03") for i in range(9)]
+    events.append(event("u9", "customer.updated", 9, "c-9", None, birthday=19900501))
+    ingest(engine, *events)
+
+    stored = engine.store.customers_by_id(["c-9", "c-1"])
+    assert stored["c-9"]["birthday"] == "1990-05-01"
+    assert [c["id"] for c in engine.store.birthday_customers(["05-01"])] == ["c-9"]
+    assert stored["c-1"]["birthday"] == "1991-02-03"
+
+
 def test_a_customer_who_never_ordered_has_no_days_since_and_zero_scores(engine):
     ingest(engine, event("e1", "customer.updated", 0, order=None, name="李雷"))
 

@@ -277,3 +277,26 @@ def test_the_dry_run_shows_the_idle_and_birthday_messages_of_a_few_months(build)
     assert [(d["time"].astimezone(SHANGHAI).strftime("%m-%d %H:%M"), d["rule_id"], d["customer_id"], d["outcome"])
             for d in result.decisions] == [("02-20 10:00", "bday", "c-1", "sent"),
                                            ("03-06 10:00", "winback-60d", "c-1", "sent")]
+
+
+@pytest.mark.parametrize("page_write", [1, 5000], ids=["written-page-by-page", "written-at-the-end"])
+def test_the_dry_run_decides_a_broadcast_before_the_customers_next_event(build, monkeypatch, page_write):
+    """A broadcast's messages written before its sweep ends must still be decided at their
+    moment, before a later event of their customer (here an order at 10:30 that the
+    `unless` would see)."""
+    import json
+
+    import engine.sweeps as sweeps
+
+    monkeypatch.setattr(sweeps, "PAGE_WRITE", page_write)
+    broadcast = rule("d11", {"date": "11-11", "at": "10:00"}, "promo.j2",
+                     **{"if": "customer.orders >= 1", "unless": "customer.ordered_today"})
+    engine = build([broadcast], at(2026, 10, 1, 0))
+    events = [e for i in range(3) for e in order(f"o{i}", at(2026, 10, 2), customer=f"c-{i}")]
+    events += order("again", at(2026, 11, 11, 10, 30), customer="c-0")
+    lines = [(i + 1, json.dumps(e, ensure_ascii=False)) for i, e in enumerate(events)]
+
+    result = run_dry(engine.project, lines, until=at(2026, 11, 12, 0))
+
+    assert sorted((d["customer_id"], d["outcome"]) for d in result.decisions if d["rule_id"] == "d11") == [
+        ("c-0", "sent"), ("c-1", "sent"), ("c-2", "sent")]
