@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from common import OUT, ROOT, Timer, build_engine, file_channels, rate, sqlite_url, utc

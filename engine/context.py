@@ -6,7 +6,6 @@ the shop's time zone (converted when read, so building a context costs almost no
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.profile import CustomerRecord, ProfileConfig

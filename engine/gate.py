@@ -74,7 +74,7 @@ class Gate:
     def check(self, c: Candidate, ledger: list[dict], channel_recent: list[datetime] | None) -> Hold | None:
         """Decide one message; the caller records an allowed one in the ledger. Staff
         alerts obey only their rule's own cooldown and window."""
-        message, kind, channel = c.message, c.message["kind"], c.message["channel"]
+        kind, channel = c.message["kind"], c.message["channel"]
         staff = c.rule.to == "staff"
         if kind == "marketing" and not staff:
             opted = c.customer.get("opted_out") or []
