@@ -22,31 +22,22 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the same shop as make_double11.py
+from make_double11 import CARRIERS, GIVEN, PRODUCTS, SURNAMES, iso  # noqa: E402
 
 TZ = timezone(timedelta(hours=8))
 START = datetime(2026, 3, 1, 9, 0, tzinfo=TZ)
 DOUBLE11 = datetime(2026, 11, 11, 0, 0, tzinfo=TZ)
 OUT = Path(__file__).with_name("season_2026.jsonl")
 
-SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林罗高"
-GIVEN = ["小明", "丽", "伟", "芳", "静", "强", "磊", "洋", "敏", "军", "婷", "杰", "娜", "涛", "超"]
-PRODUCTS = [
-    ("SB-01", "羽绒睡袋", "outdoor", 399.0), ("TN-02", "双人帐篷", "outdoor", 699.0),
-    ("JK-03", "冲锋衣", "apparel", 459.0), ("BT-04", "登山鞋", "shoes", 529.0),
-    ("LP-05", "头灯", "gear", 89.0), ("CP-06", "防潮垫", "outdoor", 59.0),
-    ("MG-07", "钛水杯", "gear", 129.0), ("SK-08", "速干袜", "apparel", 15.0),
-]
 PAD = PRODUCTS[5]
-CARRIERS = ["顺丰速运", "中通快递", "圆通速递", "韵达快递", "京东物流"]
 # archetype -> (share of customers, how many orders)
 ARCHETYPES = [("one_off", 0.45, (1, 1)), ("regular", 0.30, (2, 4)), ("big_spender", 0.10, (4, 8)),
               ("newcomer", 0.15, (1, 1))]
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat(timespec="seconds")
 
 
 def main() -> None:
