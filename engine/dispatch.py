@@ -115,37 +115,40 @@ class Dispatcher:
             if batch.handled == 0 or (stop is not None and stop()):
                 return report
 
-    def _load(self, claimed: list[dict], rows: "_Rows | None"):
-        """The customers, orders and event data of a claimed batch, by id."""
+    def _load(self, txn, claimed: list[dict], rows: "_Rows | None"):
+        """The customers, orders and event data of a batch, by id (read in its transaction)."""
         rows = rows if rows is not None else _Rows()
         rows.fit()
-        rows.customers.update(self.store.customers_by_id(m["customer_id"] for m in claimed
-                                                         if m["customer_id"] not in rows.customers))
-        rows.orders.update(self.store.orders_by_id(m["order_id"] for m in claimed
-                                                   if m["order_id"] and m["order_id"] not in rows.orders))
-        rows.events.update(self.store.event_data_by_id(m["event_id"] for m in claimed
-                                                       if m["event_id"] and m["event_id"] not in rows.events))
+        rows.customers.update(txn.customers_by_id(m["customer_id"] for m in claimed
+                                                  if m["customer_id"] not in rows.customers))
+        rows.orders.update(txn.orders_by_id(m["order_id"] for m in claimed
+                                            if m["order_id"] and m["order_id"] not in rows.orders))
+        rows.events.update(txn.event_data_by_id(m["event_id"] for m in claimed
+                                                if m["event_id"] and m["event_id"] not in rows.events))
         return rows.customers, rows.orders, rows.events
 
     def run_batch(self, now: datetime, *, virtual: bool = False, rows: "_Rows | None" = None) -> DispatchReport:
+        """One batch: take the due messages, judge them and write every decision in one
+        transaction; then send what the gate let through and record the outcomes."""
         report = DispatchReport()
-        claimed = self.store.claim_due(now, self.batch_size)
-        if not claimed:
-            return report
-        customers, orders, events = self._load(claimed, rows)
         rules = self.rules()
         decided: list[tuple[dict, datetime, Decision]] = []
-        ready: list[Ready] = []
-        for message in claimed:
-            at = message["due_at"] if virtual else now
-            customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
-            result = self._prepare(message, rules.get(message["rule_id"]), customer,
-                                   orders.get(message["order_id"]), events.get(message["event_id"]), at)
-            if isinstance(result, Decision):
-                decided.append((message, at, result))
-            else:
-                ready.append(result)
-        allowed, provisional = self._gate(ready, decided, rules, virtual)
+        with self.store.dispatch_transaction(now, self.batch_size) as txn:
+            claimed = txn.messages
+            if not claimed:
+                return report
+            customers, orders, events = self._load(txn, claimed, rows)
+            ready: list[Ready] = []
+            for message in claimed:
+                at = message["due_at"] if virtual else now
+                customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
+                result = self._prepare(message, rules.get(message["rule_id"]), customer,
+                                       orders.get(message["order_id"]), events.get(message["event_id"]), at)
+                if isinstance(result, Decision):
+                    decided.append((message, at, result))
+                else:
+                    ready.append(result)
+            allowed, provisional = self._gate(txn, ready, decided, rules, virtual)
         sent_updates, sent_log, unreserve = self._send(allowed)
         for channel in self.channels.values():
             channel.flush()
@@ -180,6 +183,9 @@ class Dispatcher:
             late = at - message["due_at"]
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
                                                   f"due time ({_minutes(late)} late)")
+        hold = self.gate.time_windows(Candidate(message, rule, customer, at))
+        if hold is not None:
+            return _held(hold)
         context = build_context(customer, order, _event_view(event, message, rule), (event or {}).get("data") or {},
                                 self.shop, at, self.tz, self.profile)
         try:
@@ -206,62 +212,70 @@ class Dispatcher:
         return body
 
     # the gate ----------------------------------------------------------------------------
-    def _gate(self, ready: list[Ready], decided: list, rules: RuleSet, virtual: bool):
-        """In one transaction: judge every ready message against the customers' send
-        ledger, reserve the ones let through, and record every other decision.
+    def _gate(self, txn, ready: list[Ready], decided: list, rules: RuleSet, virtual: bool):
+        """In the batch's transaction: lock the customers, judge every ready message
+        against their send ledger, reserve the ones let through, and record every other
+        decision.
 
         Returns the messages let through, and the cap suppressions that rest on a send of
-        this batch (final only once that send succeeded). On the virtual clock, messages
-        due at or after a time a deferral in this batch moved another message to go back
-        to the queue undecided: they must meet it in the same decision."""
+        this batch (final only once that send succeeded; meanwhile they are `claimed`). On
+        the virtual clock, messages due at or after a time a deferral in this batch moved
+        another message to are left in the queue undecided: they must meet it in the same
+        decision."""
         allowed: list[Ready] = []
         provisional: list[tuple[dict, datetime, Decision, set[int]]] = []
         times = [r.candidate.at for r in ready] or [at for _, at, _ in decided]
-        since = min(times) - self.gate.lookback(rules.rules)
+        first = min(times)
+        caps, cooldowns = self.gate.lookback(rules.rules)
         reserved: set[int] = set()
-        horizon: datetime | None = None  # virtual clock: the earliest time a deferral moved a message to
         latest = max((r.candidate.at for r in ready), default=None)
-        with self.store.gate_transaction([r.candidate.message["customer_id"] for r in ready], since,
-                                         self.gate.rate_windows(min(times), max(times))) as txn:
-            by_candidate = {id(r.candidate): r for r in ready}
-            for candidate in self.gate.order([r.candidate for r in ready]):
-                message = candidate.message
-                if horizon is not None and ceil_minute(candidate.at) >= horizon:
-                    txn.updates.append(_update(message, message["due_at"], "pending", Decision("pending")))
-                    continue
-                cid, channel = message["customer_id"], message["channel"]
-                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
-                                                    txn.channel_recent.get(channel))
-                if hold is not None:
-                    decision = Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at,
-                                        logged=hold.logged, deadline=hold.deadline)
-                    depends_on = reserved.intersection(hold.counted)
-                    if depends_on:
-                        provisional.append((message, candidate.at, decision, depends_on))
-                    else:
-                        decided.append((message, candidate.at, decision))
-                    if hold.reason == "rate":  # hold its slot, so the next one paced gets the one after
-                        insort(txn.channel_recent[channel], hold.retry_at)
-                    # (channel-rate pacing moves a message by seconds, inside its minute: no one
-                    # else's decision depends on it, so it does not cut the batch)
-                    if virtual and hold.reason != "rate" and hold.retry_at is not None and hold.retry_at <= latest:
-                        horizon = min(horizon or hold.retry_at, ceil_minute(hold.retry_at))
-                    continue
-                allowed.append(by_candidate[id(candidate)])
-                row = ledger_row(candidate)
-                reserved.add(message["id"])
-                if candidate.rule.to != "staff":
-                    txn.ledger.setdefault(cid, []).append(row)
-                    txn.reservations.append(row)
-                    if channel in txn.channel_recent:
-                        insort(txn.channel_recent[channel], candidate.at)
-            for message, at, decision in decided:
-                txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
-                                           else decision.outcome, decision))
-                if decision.logged:
-                    txn.log.append(_log_row(message, at, decision))
-            for r in allowed:
-                txn.updates.append(_update(r.candidate.message, r.candidate.at, "sending", Decision("sending")))
+        # virtual clock: the earliest time a deferral of this batch moved a message to
+        horizon: datetime | None = None
+        if virtual and latest is not None:
+            horizon = min((ceil_minute(d.retry_at) for _, _, d in decided
+                           if d.retry_at is not None and d.retry_at <= latest), default=None)
+        txn.read_ledger([r.candidate.message["customer_id"] for r in ready], first - caps,
+                        {rule_id: first - cooldown for rule_id, cooldown in cooldowns.items()},
+                        self.gate.rate_windows(first, max(times)))
+        by_candidate = {id(r.candidate): r for r in ready}
+        for candidate in self.gate.order([r.candidate for r in ready]):
+            message = candidate.message
+            if horizon is not None and ceil_minute(candidate.at) >= horizon:
+                continue  # still pending, untouched
+            cid, channel = message["customer_id"], message["channel"]
+            hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
+                                                txn.channel_recent.get(channel))
+            if hold is not None:
+                decision = _held(hold)
+                depends_on = reserved.intersection(hold.counted)
+                if depends_on:
+                    provisional.append((message, candidate.at, decision, depends_on))
+                else:
+                    decided.append((message, candidate.at, decision))
+                if hold.reason == "rate":  # hold its slot, so the next one paced gets the one after
+                    insort(txn.channel_recent[channel], hold.retry_at)
+                # (channel-rate pacing moves a message by seconds, inside its minute: no one
+                # else's decision depends on it, so it does not cut the batch)
+                if virtual and hold.reason != "rate" and hold.retry_at is not None and hold.retry_at <= latest:
+                    horizon = min(horizon or hold.retry_at, ceil_minute(hold.retry_at))
+                continue
+            allowed.append(by_candidate[id(candidate)])
+            row = ledger_row(candidate)
+            reserved.add(message["id"])
+            if candidate.rule.to != "staff":
+                txn.ledger.setdefault(cid, []).append(row)
+                txn.reservations.append(row)
+                if channel in txn.channel_recent:
+                    insort(txn.channel_recent[channel], candidate.at)
+        for message, at, decision in decided:
+            txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
+                                       else decision.outcome, decision))
+            if decision.logged:
+                txn.log.append(_log_row(message, at, decision))
+        for r in allowed:
+            txn.updates.append(_update(r.candidate.message, r.candidate.at, "sending", Decision("sending")))
+        for message, at, _, _ in provisional:
+            txn.updates.append(_update(message, at, "claimed", Decision("claimed")))
         return allowed, provisional
 
     # sending -----------------------------------------------------------------------------
@@ -291,6 +305,11 @@ class Dispatcher:
             updates.append(_update(message, at, decision.outcome, decision))
             log_rows.append(_log_row(message, at, decision))
         return updates, log_rows, unreserve
+
+
+def _held(hold: Hold) -> Decision:
+    return Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, logged=hold.logged,
+                    deadline=hold.deadline)
 
 
 def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:

@@ -53,9 +53,12 @@ class Gate:
         self.limits = limits
         self.tz = tz
 
-    def lookback(self, rules) -> timedelta:
-        cooldowns = [r.cooldown for r in rules if r.cooldown]
-        return self.limits.lookback(max(cooldowns, default=timedelta(0)))
+    def lookback(self, rules) -> tuple[timedelta, dict[str, timedelta]]:
+        """How far back the ledger must be read: every send within the longest cap
+        window, and a rule's own sends within its cooldown where that is longer (a 90-day
+        cooldown needs 90 days of that rule's sends, not of every send)."""
+        caps = self.limits.lookback()
+        return caps, {r.id: r.cooldown for r in rules if r.cooldown and r.cooldown > caps}
 
     def rate_windows(self, first: datetime, last: datetime | None = None) -> dict[str, tuple[datetime, datetime]]:
         """Per rate-limited channel, the span of sends that can bear on decisions at times
@@ -71,9 +74,16 @@ class Gate:
         return sorted(candidates, key=lambda c: (c.message["due_at"].replace(second=0, microsecond=0),
                                                  -c.rule.priority, c.message["due_at"], c.message["id"]))
 
+    def time_windows(self, c: Candidate) -> Hold | None:
+        """Quiet hours and the rule's send window, asked first: a message that may not go
+        at this time is deferred before anything else is judged (its `unless`, the
+        customer's opt-outs, the caps), since all of those are judged again when it goes."""
+        return self._time_windows(c, c.rule.to == "staff")
+
     def check(self, c: Candidate, ledger: list[dict], channel_recent: list[datetime] | None) -> Hold | None:
-        """Decide one message; the caller records an allowed one in the ledger. Staff
-        alerts obey only their rule's own cooldown and window."""
+        """Decide one message that `time_windows` let through; the caller records an
+        allowed one in the ledger. Staff alerts obey only their rule's own cooldown (and
+        window)."""
         kind, channel = c.message["kind"], c.message["channel"]
         staff = c.rule.to == "staff"
         if kind == "marketing" and not staff:
@@ -86,9 +96,8 @@ class Gate:
             if last:
                 return Hold("suppressed", "cooldown", f"cooldown {c.rule.raw.get('cooldown')}: {c.rule.id} was sent "
                                                       f"to this customer {self._when(last[-1]['time'])}")
-        hold = self._time_windows(c, staff)
-        if hold is not None or staff:
-            return hold
+        if staff:
+            return None
         hold = self._caps(c, ledger)
         if hold is not None:
             return hold

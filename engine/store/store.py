@@ -77,15 +77,18 @@ class Store:
         self.engine.dispose()
 
     # ---- reads ------------------------------------------------------------------------
-    def _by_ids(self, table, column, ids: Iterable[str]) -> list[dict]:
+    def _by_ids(self, table, column, ids: Iterable[str], conn=None) -> list[dict]:
+        """Rows by key; inside `conn`'s transaction when given."""
         ids = list(dict.fromkeys(i for i in ids if i is not None))
         if not ids:
             return []
         reader = self._readers.get(table.name)
         if reader is None:
             reader = self._readers[table.name] = dialect.BulkRead(self.engine, table, column.name)
-        with self.engine.connect() as conn:
+        if conn is not None:
             return reader.fetch(conn, ids, _CHUNK)
+        with self.engine.connect() as own:
+            return reader.fetch(own, ids, _CHUNK)
 
     def existing_event_ids(self, ids: Iterable[str]) -> set[str]:
         """Only the ids: the payloads of known events are not needed (nor decoded)."""
@@ -110,19 +113,20 @@ class Store:
         """What dispatch needs of each event: id, type, time and `data` (the payload's
         `data` object, extracted by the database; the rest of the payload, often the
         larger part, is not read)."""
+        with self.engine.connect() as conn:
+            return self._event_data(conn, ids)
+
+    def _event_data(self, conn, ids: Iterable[str]) -> dict[str, dict]:
         ids = list(dict.fromkeys(i for i in ids if i is not None))
-        if not ids:
-            return {}
         p = dialect.placeholder(self.engine)
         data = "json_extract(payload, '$.data')" if self.dialect == "sqlite" else "payload -> 'data'"
         out: dict[str, dict] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), _CHUNK):
-                part = ids[start:start + _CHUNK]
-                sql = f"SELECT id, type, time, {data} FROM events WHERE id IN ({', '.join([p] * len(part))})"
-                for event_id, kind, time, payload_data in dialect.raw_rows(conn, sql, tuple(part)):
-                    out[event_id] = {"id": event_id, "type": kind, "time": decode_time(time, self.dialect),
-                                     "data": dialect.json_value(payload_data) or {}}
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            sql = f"SELECT id, type, time, {data} FROM events WHERE id IN ({', '.join([p] * len(part))})"
+            for event_id, kind, time, payload_data in dialect.raw_rows(conn, sql, tuple(part)):
+                out[event_id] = {"id": event_id, "type": kind, "time": decode_time(time, self.dialect),
+                                 "data": dialect.json_value(payload_data) or {}}
         return out
 
     def next_due_at(self) -> datetime | None:
@@ -298,63 +302,41 @@ class Store:
                 conn.execute(rejected_events.insert(), rows)
 
     # ---- dispatch ---------------------------------------------------------------------
-    def claim_due(self, now: datetime, limit: int) -> list[dict]:
-        """Atomically move up to `limit` due pending messages to `claimed`, earliest first.
-
-        A customer's messages due at the same time are claimed together (the batch may
-        exceed `limit` for that), so the gate can rank them by priority. The pending
-        rows are found through the partial index ix_messages_pending (due_at,
-        customer_id, id), in the order the claim wants them: no sort, however large the
-        backlog."""
-        p, reader = dialect.placeholder(self.engine), self._reader(messages)
-        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
-        claim = (f"UPDATE messages SET state = '{CLAIMED}', claimed_at = {p}, updated_at = {p}, "
-                 f"attempts = attempts + 1 WHERE id IN (SELECT id FROM messages WHERE {_PENDING_SQL} AND ")
-        returning = f") RETURNING {', '.join(reader.keys)}"
-        at = encode_time(now, self.dialect)
-        with self.engine.begin() as conn:
-            rows = reader.decode(dialect.raw_rows(
-                conn, claim + f"due_at <= {p} ORDER BY due_at, customer_id, id LIMIT {int(limit)}{lock}" + returning,
-                (at, at, at)))
-            if len(rows) >= limit:
-                last = max(rows, key=lambda r: (r["due_at"], r["customer_id"]))
-                rows.extend(reader.decode(dialect.raw_rows(
-                    conn, claim + f"due_at = {p} AND customer_id = {p}{lock}" + returning,
-                    (at, at, encode_time(last["due_at"], self.dialect), last["customer_id"]))))
-        rows.sort(key=lambda r: (r["due_at"], r["id"]))
-        return rows
-
     @contextmanager
-    def gate_transaction(self, customer_ids: list[str], since: datetime,
-                         channel_since: dict[str, tuple[datetime, datetime]]):
-        """One transaction for the gate: lock the customers (PostgreSQL; SQLite's write
-        lock covers it), read their sends since `since` and each rate-limited channel's
-        recent sends, let the caller decide, then write what it decided."""
+    def dispatch_transaction(self, now: datetime, limit: int):
+        """One transaction for a batch of dispatch: take up to `limit` due pending
+        messages, earliest first, let the caller read what it needs and judge them (the
+        gate's locks and ledger: `GateTransaction.read_ledger`), then write every decision.
+
+        A customer's messages due at the same time are taken together (the batch may
+        exceed `limit` for that), so the gate can rank them by priority. The rows are
+        found through the partial index ix_messages_pending (due_at, customer_id, id), in
+        the order wanted: no sort, however large the backlog. They stay `pending` until
+        the decisions are written in this same transaction; meanwhile PostgreSQL's row
+        locks (FOR UPDATE SKIP LOCKED) make other dispatchers pass them by, and SQLite's
+        BEGIN IMMEDIATE admits one writer at a time."""
         with self.engine.begin() as conn:
-            ids = sorted(set(customer_ids))
-            for start in range(0, len(ids), _CHUNK):
-                dialect.lock_customers(conn, self.engine, ids[start:start + _CHUNK])
-            txn = GateTransaction(conn, self)
-            p, name = dialect.placeholder(self.engine), self.dialect
-            columns = ("message_id", "customer_id", "rule_id", "channel", "kind", "time")
-            for start in range(0, len(ids), _CHUNK):
-                part = ids[start:start + _CHUNK]
-                sql = (f"SELECT {', '.join(columns)} FROM sends WHERE customer_id IN ({', '.join([p] * len(part))}) "
-                       f"AND time > {p} ORDER BY time")
-                for row in dialect.raw_rows(conn, sql, (*part, encode_time(since, name))):
-                    sent = dict(zip(columns, row))
-                    sent["time"] = decode_time(sent["time"], name)
-                    txn.ledger.setdefault(sent["customer_id"], []).append(sent)
-            for channel, (start_at, end_at) in channel_since.items():
-                # sends in the rate windows around the batch's times, and every slot held by
-                # a message paced earlier (the next one paced queues after the last of them)
-                sql = (f"SELECT time FROM sends WHERE channel = {p} AND time > {p} AND time <= {p} UNION ALL "
-                       f"SELECT due_at FROM messages WHERE {PACED_WHERE} AND channel = {p} AND due_at > {p}")
-                after, upto = encode_time(start_at, name), encode_time(end_at, name)
-                txn.channel_recent[channel] = sorted(decode_time(r[0], name) for r in
-                                                     dialect.raw_rows(conn, sql, (channel, after, upto, channel, after)))
+            txn = GateTransaction(conn, self, now)
+            txn.messages = self._due(conn, now, limit)
+            txn.taken = {m["id"] for m in txn.messages}
             yield txn
             txn.write()
+
+    def _due(self, conn, now: datetime, limit: int) -> list[dict]:
+        p, reader = dialect.placeholder(self.engine), self._reader(messages)
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        select_due = f"SELECT {', '.join(reader.keys)} FROM messages WHERE {_PENDING_SQL} AND "
+        rows = reader.decode(dialect.raw_rows(
+            conn, select_due + f"due_at <= {p} ORDER BY due_at, customer_id, id LIMIT {int(limit)}{lock}",
+            (encode_time(now, self.dialect),)))
+        if len(rows) >= limit:
+            last = max(rows, key=lambda r: (r["due_at"], r["customer_id"]))
+            taken = {r["id"] for r in rows}
+            rows.extend(r for r in reader.decode(dialect.raw_rows(
+                conn, select_due + f"due_at = {p} AND customer_id = {p}{lock}",
+                (encode_time(last["due_at"], self.dialect), last["customer_id"]))) if r["id"] not in taken)
+        rows.sort(key=lambda r: (r["due_at"], r["id"]))
+        return rows
 
     def finish(self, updates: list[dict], log: list[dict], unreserve: list[int] = ()) -> None:
         """Record the outcome of claimed messages and their decisions, together.
@@ -368,19 +350,25 @@ class Store:
             for start in range(0, len(unreserve), _CHUNK):
                 conn.execute(delete(sends).where(sends.c.message_id.in_(unreserve[start:start + _CHUNK])))
 
-    def _update_messages(self, conn, updates: list[dict]) -> None:
+    def _update_messages(self, conn, updates: list[dict], now: datetime | None = None) -> None:
+        """Write decisions. A message going out (`sending`) or waiting on this batch's
+        sends (`claimed`) is in flight from `now`: claimed_at is set for the lease check,
+        and `sending` counts an attempt."""
         if not updates:
             return
         p = dialect.placeholder(self.engine)
-        sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, expires_at = COALESCE({p}, expires_at), "
-               f"updated_at = {p}, claimed_at = CASE WHEN {p} = 1 THEN claimed_at ELSE NULL END WHERE id = {p}")
+        sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, "
+               f"expires_at = COALESCE({p}, expires_at), updated_at = {p}, claimed_at = {p}, "
+               f"attempts = attempts + {p} WHERE id = {p}")
         name = self.dialect
+        in_flight = None if now is None else encode_time(now, name)
 
         def time_or_none(value):
             return None if value is None else encode_time(value, name)
 
         conn.exec_driver_sql(sql, [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
                                     time_or_none(u.get("expires_at")), encode_time(u["updated_at"], name),
+                                    in_flight if u["state"] in (SENDING, CLAIMED) else None,
                                     int(u["state"] == SENDING), u["_id"]) for u in updates])
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
@@ -398,20 +386,67 @@ class Store:
 
 
 class GateTransaction:
-    """What the gate sees and writes inside its transaction."""
+    """What dispatch reads, the gate sees, and both write, inside one transaction."""
 
-    def __init__(self, conn, store: "Store"):
+    def __init__(self, conn, store: "Store", now: datetime):
         self.conn = conn
         self.store = store
+        self.now = now
+        self.messages: list[dict] = []  # the due messages taken by this transaction
+        self.taken: set[int] = set()  # and their ids
         self.ledger: dict[str, list[dict]] = {}  # customer -> their sends, oldest first
         self.channel_recent: dict[str, list[datetime]] = {}  # rate-limited channel -> recent send times
         self.reservations: list[dict] = []  # sends rows for the messages let through
         self.updates: list[dict] = []
         self.log: list[dict] = []
 
+    def customers_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+        return {r["id"]: r for r in self.store._by_ids(customers, customers.c.id, ids, self.conn)}
+
+    def orders_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+        return {r["id"]: r for r in self.store._by_ids(orders, orders.c.id, ids, self.conn)}
+
+    def event_data_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+        return self.store._event_data(self.conn, ids)
+
+    def read_ledger(self, customer_ids: list[str], since: datetime, rule_since: dict[str, datetime],
+                    channel_since: dict[str, tuple[datetime, datetime]]) -> None:
+        """Lock the customers (PostgreSQL, in id order so two dispatchers never deadlock;
+        SQLite's write lock covers it), then read their sends since `since` (and a rule's
+        own sends since its `rule_since`, for cooldowns longer than that), and each
+        rate-limited channel's sends in its span, with the slots held by paced messages."""
+        conn, store = self.conn, self.store
+        ids = sorted(set(customer_ids))
+        for start in range(0, len(ids), _CHUNK):
+            dialect.lock_customers(conn, store.engine, ids[start:start + _CHUNK])
+        p, name = dialect.placeholder(store.engine), store.dialect
+        columns = ("message_id", "customer_id", "rule_id", "channel", "kind", "time")
+        ledger = self.ledger
+        longer = "".join(f" OR (rule_id = {p} AND time > {p})" for _ in rule_since)
+        longer_params = [v for rule_id, at in rule_since.items() for v in (rule_id, encode_time(at, name))]
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            sql = (f"SELECT {', '.join(columns)} FROM sends WHERE customer_id IN ({', '.join([p] * len(part))}) "
+                   f"AND (time > {p}{longer}) ORDER BY time")
+            for row in dialect.raw_rows(conn, sql, (*part, encode_time(since, name), *longer_params)):
+                sent = dict(zip(columns, row))
+                sent["time"] = decode_time(sent["time"], name)
+                ledger.setdefault(sent["customer_id"], []).append(sent)
+        for channel, (start_at, end_at) in channel_since.items():
+            # sends in the rate windows around the batch's times, and every slot held by
+            # a message paced earlier (the next one paced queues after the last of them),
+            # but for the messages this transaction is deciding: their slots are free again
+            sql = (f"SELECT time, NULL FROM sends WHERE channel = {p} AND time > {p} AND time <= {p} UNION ALL "
+                   f"SELECT due_at, id FROM messages WHERE {PACED_WHERE} AND channel = {p} AND due_at > {p}")
+            after, upto = encode_time(start_at, name), encode_time(end_at, name)
+            taken = self.taken
+            self.channel_recent[channel] = sorted(
+                decode_time(at, name) for at, held_by in dialect.raw_rows(conn, sql, (channel, after, upto, channel, after))
+                if held_by is None or held_by not in taken)
+
     def write(self) -> None:
         self.store._bulk()["sends"].run(self.conn, self.reservations)
-        self.store._update_messages(self.conn, self.updates)
+        self.store._update_messages(self.conn, self.updates, self.now)
         self.store._bulk()["message_log"].run(self.conn, self.log)
 
 

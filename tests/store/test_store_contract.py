@@ -124,47 +124,78 @@ def test_a_message_losing_to_its_dedup_key_is_not_scheduled_and_its_log_is_writt
     assert [(r["outcome"], r["reason"]) for r in store.rows("message_log")] == [("suppressed", "duplicate")]
 
 
-# ---- claiming -----------------------------------------------------------------------
+# ---- taking due messages ------------------------------------------------------------
 
-def test_claim_due_returns_due_pending_messages_earliest_first_within_the_limit(store):
+def take(store: Store, now: datetime, limit: int, state: str | None = "sending") -> list[dict]:
+    """One dispatch transaction: the due messages it takes, each then written as `state`
+    (None: decide nothing, so they stay pending)."""
+    with store.dispatch_transaction(now, limit) as txn:
+        if state is not None:
+            txn.updates = [{"_id": m["id"], "state": state, "reason": None, "detail": None, "due_at": m["due_at"],
+                            "updated_at": now} for m in txn.messages]
+        return txn.messages
+
+
+def test_a_dispatch_transaction_takes_due_pending_messages_earliest_first_within_the_limit(store):
     ids = add_messages(store,
                        message_row("order:late", -1),
                        message_row("order:early", -30),
-                       message_row("order:tie-a", -10),
-                       message_row("order:tie-b", -10),
+                       message_row("order:tie-a", -10, customer_id="c-2"),
+                       message_row("order:tie-b", -10, customer_id="c-3"),
                        message_row("order:future", 1),
                        message_row("order:done", -60, state="sent"))
 
-    first = store.claim_due(NOW, limit=3)
+    first = take(store, NOW, limit=3)
 
     assert [m["dedup_key"] for m in first] == ["order:early", "order:tie-a", "order:tie-b"]
-    assert {(m["state"], m["claimed_at"], m["attempts"]) for m in first} == {("claimed", NOW, 1)}
-    assert [m["dedup_key"] for m in store.claim_due(NOW, limit=3)] == ["order:late"]
-    assert store.claim_due(NOW, limit=3) == []
+    rows = {m["dedup_key"]: m for m in store.rows("messages")}
+    assert {(rows[k]["state"], rows[k]["claimed_at"], rows[k]["attempts"]) for k in ("order:early", "order:tie-a")} \
+        == {("sending", NOW, 1)}  # in flight from now, one attempt
+    assert [m["dedup_key"] for m in take(store, NOW, limit=3)] == ["order:late"]
+    assert take(store, NOW, limit=3) == []
     states = {m["dedup_key"]: m["state"] for m in store.rows("messages")}
     assert states["order:future"] == "pending"
     assert states["order:done"] == "sent"
     assert store.next_due_at() == NOW + timedelta(minutes=1)
-    assert [m["id"] for m in store.claim_due(NOW + timedelta(minutes=1), limit=3)] == [ids["order:future"]]
+    assert [m["id"] for m in take(store, NOW + timedelta(minutes=1), limit=3)] == [ids["order:future"]]
+
+
+def test_messages_a_transaction_does_not_decide_stay_pending(store):
+    add_messages(store, message_row("order:o-1", -5), message_row("order:o-2", -5, customer_id="c-2"))
+
+    assert [m["dedup_key"] for m in take(store, NOW, limit=10, state=None)] == ["order:o-1", "order:o-2"]
+
+    assert {(m["state"], m["attempts"]) for m in store.rows("messages")} == {("pending", 0)}
+    assert [m["dedup_key"] for m in take(store, NOW, limit=10)] == ["order:o-1", "order:o-2"]
+
+
+def test_a_customers_messages_due_at_the_same_time_are_taken_together_beyond_the_limit(store):
+    add_messages(store, message_row("order:a", -5, customer_id="c-1"),
+                 message_row("order:b", -5, rule_id="review-request", customer_id="c-2"),
+                 message_row("order:c", -5, rule_id="care", customer_id="c-2"),
+                 message_row("order:d", -5, customer_id="c-3"))
+
+    assert [m["dedup_key"] for m in take(store, NOW, limit=2)] == ["order:a", "order:b", "order:c"]
+    assert [m["dedup_key"] for m in take(store, NOW, limit=2)] == ["order:d"]
 
 
 def test_a_message_due_exactly_now_is_due(store):
     add_messages(store, message_row("order:o-1", 0))
 
-    assert [m["dedup_key"] for m in store.claim_due(NOW, limit=10)] == ["order:o-1"]
+    assert [m["dedup_key"] for m in take(store, NOW, limit=10)] == ["order:o-1"]
 
 
-def test_concurrent_dispatchers_never_claim_the_same_message(db_url):
+def test_concurrent_dispatchers_never_take_the_same_message(db_url):
     setup = Store(db_url)
-    add_messages(setup, *[message_row(f"order:o-{i:03}", -i) for i in range(120)])
+    add_messages(setup, *[message_row(f"order:o-{i:03}", -i, customer_id=f"c-{i % 9}") for i in range(120)])
     stores = [Store(db_url) for _ in range(4)]
-    claimed: list[list[int]] = [[] for _ in stores]
+    taken: list[list[int]] = [[] for _ in stores]
     errors: list[BaseException] = []
 
     def dispatcher(index: int) -> None:
         try:
-            while batch := stores[index].claim_due(NOW, limit=7):
-                claimed[index].extend(m["id"] for m in batch)
+            while batch := take(stores[index], NOW, limit=7):
+                taken[index].extend(m["id"] for m in batch)
         except BaseException as exc:  # reported below, so a failing thread fails the test
             errors.append(exc)
 
@@ -177,16 +208,16 @@ def test_concurrent_dispatchers_never_claim_the_same_message(db_url):
         s.close()
 
     assert errors == []
-    all_claims = [mid for part in claimed for mid in part]
-    assert len(all_claims) == 120
-    assert len(set(all_claims)) == 120
+    all_taken = [mid for part in taken for mid in part]
+    assert len(all_taken) == 120
+    assert len(set(all_taken)) == 120
 
 
 # ---- recording outcomes -------------------------------------------------------------
 
 def test_finish_records_each_outcome_and_its_log_rows_together(store):
     ids = add_messages(store, message_row("order:o-1", -5), message_row("order:o-2", -5))
-    store.claim_due(NOW, limit=10)
+    take(store, NOW, limit=10)
     later = NOW + timedelta(seconds=3)
 
     store.finish(
@@ -205,24 +236,24 @@ def test_finish_records_each_outcome_and_its_log_rows_together(store):
         (ids["order:o-1"], "sent", None, later),
         (ids["order:o-2"], "cancelled", "unless", later),
     ]
-    assert store.claim_due(NOW + timedelta(days=1), limit=10) == []
+    assert take(store, NOW + timedelta(days=1), limit=10) == []
 
 
-def test_finish_back_to_pending_with_a_new_due_time_defers_the_message(store):
+def test_back_to_pending_with_a_new_due_time_defers_the_message(store):
     ids = add_messages(store, message_row("order:o-1", -5))
-    store.claim_due(NOW, limit=10)
     retry = NOW + timedelta(hours=8)
 
-    store.finish([{"_id": ids["order:o-1"], "state": "pending", "reason": "quiet_hours", "detail": None,
-                   "due_at": retry, "updated_at": NOW}], [log_row(ids["order:o-1"], "deferred", "quiet_hours")])
+    with store.dispatch_transaction(NOW, 10) as txn:
+        txn.updates = [{"_id": ids["order:o-1"], "state": "pending", "reason": "quiet_hours", "detail": None,
+                        "due_at": retry, "updated_at": NOW}]
 
-    assert store.claim_due(retry - timedelta(seconds=1), limit=10) == []
-    assert [m["id"] for m in store.claim_due(retry, limit=10)] == [ids["order:o-1"]]
+    assert take(store, retry - timedelta(seconds=1), limit=10) == []
+    assert [m["id"] for m in take(store, retry, limit=10)] == [ids["order:o-1"]]
 
 
-def test_claims_older_than_the_lease_go_back_to_the_queue(store):
+def test_messages_in_flight_longer_than_the_lease_go_back_to_the_queue(store):
     ids = add_messages(store, message_row("order:o-1", -5), message_row("order:o-2", -5, customer_id="c-2"))
-    store.claim_due(NOW, limit=1)  # o-1 claimed by a dispatcher that then died
+    take(store, NOW, limit=1)  # o-1 let through by a dispatcher that then died before sending
     lease = timedelta(minutes=5)
 
     assert store.release_stale_claims(NOW + lease, lease) == 0  # not older than the lease yet
@@ -230,8 +261,9 @@ def test_claims_older_than_the_lease_go_back_to_the_queue(store):
 
     row = {m["id"]: m for m in store.rows("messages")}[ids["order:o-1"]]
     assert (row["state"], row["claimed_at"]) == ("pending", None)
-    again = store.claim_due(NOW + lease + timedelta(seconds=2), limit=10)
-    assert [(m["id"], m["attempts"]) for m in again] == [(ids["order:o-1"], 2), (ids["order:o-2"], 1)]
+    again = take(store, NOW + lease + timedelta(seconds=2), limit=10)
+    assert [m["id"] for m in again] == [ids["order:o-1"], ids["order:o-2"]]
+    assert {m["id"]: m["attempts"] for m in store.rows("messages")} == {ids["order:o-1"]: 2, ids["order:o-2"]: 1}
 
 
 # ---- times --------------------------------------------------------------------------
