@@ -19,7 +19,7 @@ OUT = BENCH / "out"
 if str(ROOT) not in sys.path:  # the engine without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from engine import logs  # noqa: E402
+from engine import gcsetting, logs  # noqa: E402
 from engine.app import Engine, Project, load_project  # noqa: E402
 from engine.channels import Channel, create_channel  # noqa: E402
 from engine.clock import VirtualClock  # noqa: E402
@@ -86,6 +86,7 @@ def pg_database(admin_url: str = PG_ADMIN_URL, name: str = PG_BENCH_DB, keep: bo
 
 
 def build_engine(project: Project, url: str, outbox: Path, start: datetime) -> Engine:
+    gcsetting.tune()  # as run.py does for every command
     store = Store(url)
     return Engine(project, store, file_channels(project, outbox), VirtualClock(start))
 

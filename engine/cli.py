@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from engine import logs
+from engine import gcsetting, logs
 from engine.app import Engine, Project, build_channels, load_project
 from engine.clock import SystemClock
 from engine.errors import ConfigError, EventError
@@ -85,6 +85,7 @@ def main() -> None:
     Exit codes: 0 ok; 1 rule or config errors; 2 bad usage or unreadable file;
     3 (ingest) some lines rejected.
     """
+    gcsetting.tune()
 
 
 @main.command()

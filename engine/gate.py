@@ -52,6 +52,7 @@ class Gate:
     def __init__(self, limits: Limits, tz: ZoneInfo):
         self.limits = limits
         self.tz = tz
+        self._found: dict[tuple, tuple[datetime, datetime]] = {}  # see _next_allowed
 
     def lookback(self, rules) -> tuple[timedelta, dict[str, timedelta]]:
         """How far back the ledger must be read: every send within the longest cap
@@ -113,10 +114,23 @@ class Gate:
             return None
         reason, label = (("quiet_hours", f"quiet hours {quiet}") if quiet and quiet.contains(local.time())
                          else ("window", f"send window {c.rule.window}"))
-        retry = next_allowed(c.at, tz, blocked, c.rule.window)
+        retry = self._next_allowed(c.at, tz, quiet, c.rule.window)
         if retry is None:
             return Hold("suppressed", "window", f"send window {c.rule.window} lies wholly inside quiet hours {quiet}")
         return self._defer(c, reason, f"{label} ({tz.key})", retry, tz)
+
+    def _next_allowed(self, at: datetime, tz: ZoneInfo, quiet, window) -> datetime | None:
+        """next_allowed, remembering the last answer per zone and windows: when the first
+        allowed moment after `a` is `r`, it is also the first after any time in [a, r]
+        (a night's deferred messages all find 09:00 without searching again)."""
+        key = (tz.key, quiet, window)
+        known = self._found.get(key)
+        if known is not None and known[0] <= at <= known[1]:
+            return known[1]
+        retry = next_allowed(at, tz, [quiet] if quiet else [], window)
+        if retry is not None:
+            self._found[key] = (at, retry)
+        return retry
 
     def _customer_tz(self, customer: dict) -> ZoneInfo:
         name = customer.get("timezone")

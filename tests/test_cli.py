@@ -240,3 +240,18 @@ def test_check_warns_when_an_sms_template_is_longer_than_the_channel_allows(work
     assert ("rules/after_sale.yaml:3: rules[0].template: warning: review_request.sms.j2 renders to 3 SMS "
             "segments (168 characters with signature and unsubscribe suffix) for sample data; channel sms "
             "allows 2: shorten the text") in result.stdout.splitlines()
+
+
+def test_every_command_runs_with_the_engines_garbage_collector_setting(monkeypatch):
+    import gc
+
+    from engine import gcsetting
+
+    monkeypatch.setattr(gc, "get_threshold", lambda: (700, 10, 10))
+    chosen = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: chosen.append(t))
+
+    result = CliRunner().invoke(main, ["check"])
+
+    assert result.exit_code == 0, result.output
+    assert chosen == [(gcsetting.YOUNG_THRESHOLD, 10, 10)]

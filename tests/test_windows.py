@@ -183,3 +183,43 @@ def test_allowed_at_reads_the_local_wall_clock(wall, quiet, window, expected):
     at = datetime.combine(datetime(2026, 11, 11).date(), wall, tzinfo=SHANGHAI)
 
     assert allowed_at(at, [parse_window(quiet)], parse_window(window) if window else None) is expected
+
+
+# ---- the gate's memory of its last answer ---------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from engine.gate import Gate  # noqa: E402
+from engine.limits import Limits  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6 * 24 * 60),  # minutes from the start, around a DST change
+                          st.sampled_from([NEW_YORK, LONDON, SHANGHAI]),
+                          st.sampled_from([None, "10:00-20:00", "22:00-02:00", "01:30-02:30"])),
+                min_size=1, max_size=40))
+def test_the_gates_remembered_answer_is_always_the_answer_next_allowed_gives(moments):
+    # the dispatcher asks in time order, mostly; any order must give the same answers
+    gate = Gate(Limits(), SHANGHAI)
+    quiet = parse_window(QUIET)
+    start = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)  # New York springs forward on 03-08, London on 03-29
+    for minutes, tz, window in sorted(moments, key=lambda m: m[0]) + moments:
+        at = start + timedelta(minutes=minutes, seconds=minutes % 7)
+        allowed = parse_window(window) if window else None
+        assert gate._next_allowed(at, tz, quiet, allowed) == next_allowed(at, tz, [quiet], allowed)
+
+
+@pytest.mark.parametrize("order", ["forward", "backward"])
+@pytest.mark.parametrize("tz", [NEW_YORK, LONDON, SHANGHAI], ids=lambda z: z.key)
+def test_the_gates_remembered_answer_holds_every_17_minutes_across_a_dst_week(order, tz):
+    gate = Gate(Limits(), SHANGHAI)
+    quiet = parse_window(QUIET)
+    start = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
+    steps = range(0, 6 * 24 * 60, 17) if order == "forward" else range(6 * 24 * 60, 0, -17)
+    for window in (None, parse_window("10:00-20:00"), parse_window("01:30-02:30")):
+        for minutes in steps:
+            at = start + timedelta(minutes=minutes)
+            assert gate._next_allowed(at, tz, quiet, window) == next_allowed(at, tz, [quiet], window), at

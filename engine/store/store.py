@@ -21,6 +21,8 @@ from engine.store.tables import (IN_FLIGHT_WHERE, OBSOLETE_INDEXES, PACED_WHERE,
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
+DUE_COLUMNS = ("id", "rule_id", "dedup_key", "customer_id", "order_id", "event_id", "channel", "kind", "due_at",
+               "expires_at", "state", "attempts")
 _PENDING_SQL = PENDING_WHERE  # written out, not bound: a partial index is used only for its own literal WHERE
 
 
@@ -323,7 +325,9 @@ class Store:
             txn.write()
 
     def _due(self, conn, now: datetime, limit: int) -> list[dict]:
-        p, reader = dialect.placeholder(self.engine), self._reader(messages)
+        p, reader = dialect.placeholder(self.engine), self._readers.get("due")
+        if reader is None:  # what dispatch reads of a message (not its bookkeeping times)
+            reader = self._readers["due"] = dialect.BulkRead(self.engine, messages, columns=DUE_COLUMNS)
         lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
         select_due = f"SELECT {', '.join(reader.keys)} FROM messages WHERE {_PENDING_SQL} AND "
         rows = reader.decode(dialect.raw_rows(
