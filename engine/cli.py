@@ -285,6 +285,8 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
       python run.py daemon --config config.yaml
     """
     from engine.daemon import Daemon
+    from engine.http import Credentials
+    from engine.server import ListenError
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
@@ -300,7 +302,17 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     engine = Engine(project, store, build_channels(project.config), SystemClock())
     log.info("database {}; {} rules loaded; channels: {}", _safe_url(project.config.database),
              len(project.rules.rules), ", ".join(f"{n} ({c.type})" for n, c in project.config.channels.items()))
-    Daemon(engine).run()
+    try:
+        daemon = Daemon(engine)
+    except ListenError as exc:
+        log.error("{}", exc)
+        engine.close()
+        sys.exit(EXIT_ERRORS)
+    http = project.config.http
+    if http.enabled and not Credentials(http).configured:
+        log.warning("the HTTP intake refuses events until {} (bearer token) or {} (HMAC secret) is set in the "
+                    "environment", http.token_env, http.hmac_env)
+    daemon.run()
 
 
 @main.command()

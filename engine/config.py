@@ -12,13 +12,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
+from engine.http_config import HttpConfig, read_http
 from engine.limits import Limits
 from engine.limits_config import read_limits
 from engine.profile import ProfileConfig, read_profile
 from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
-TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "sweeps")
+TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "sweeps",
+            "http")
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     segments: dict[str, str] = field(default_factory=dict)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def tz_name(self) -> str:
@@ -108,10 +111,11 @@ def load_config(path: Path) -> Config:
     limits = read_limits(data.get("limits"), lines, problems, list(channels))
     profile = read_profile(data.get("profile"), lines, problems)
     segments = _segments(data.get("segments"), tz, lines, problems)
+    http = read_http(data.get("http"), lines, problems)
     if problems:
         raise ConfigError(problems)
     return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
-                  profile, segments)
+                  profile, segments, http)
 
 
 def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]:

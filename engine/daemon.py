@@ -14,6 +14,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
 from engine.app import Engine
+from engine.http import build_app
+from engine.metrics import Metrics
+from engine.server import HttpServer
 
 log = logger.bind(component="daemon")
 HOUSEKEEPING_SECONDS = 60
@@ -21,11 +24,32 @@ SWEEP_SECONDS = 60  # each sweep enqueues up to an hour ahead (engine.sweeps.AHE
 
 
 class Daemon:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, http: bool | None = None, environ: dict[str, str] | None = None):
+        """`http`: serve the HTTP API (engine/http.py); None follows config.yaml `http:`."""
         self.engine = engine
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        self.metrics = Metrics(engine.store, engine.clock.now)
+        self.server: HttpServer | None = None
+        cfg = engine.project.config.http
+        if cfg.enabled if http is None else http:
+            app = build_app(engine, cfg, metrics=self.metrics, health=self.health, environ=environ)
+            self.server = HttpServer(app, cfg.host, cfg.port)  # binds now: a port in use fails at start-up
+
+    def health(self) -> dict:
+        """What GET /healthz shows: ok when the database answers and the scheduler runs."""
+        project = self.engine.project
+        state = {"status": "ok", "rules": len(project.rules.rules),
+                 "rule_errors": [str(p) for p in project.errors]}
+        try:
+            self.engine.store.next_due_at()
+            state["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            state["status"], state["database"] = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if not self.scheduler.running:
+            state["status"], state["scheduler"] = "error", "not running"
+        return state
 
     def tick(self) -> None:
         """One dispatch job: work off everything due now (a backlog included)."""
@@ -34,6 +58,7 @@ class Daemon:
         except Exception:
             log.exception("dispatch failed; retrying at the next tick")
             return
+        self.metrics.dispatched(report)
         if report.handled:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(report.by_outcome.items()))
             log.info("dispatched {} messages: {}", report.handled, summary)
@@ -45,6 +70,7 @@ class Daemon:
         except Exception:
             log.exception("sweep failed; retrying at the next one")
             return
+        self.metrics.swept(report)
         for rule_id, count in report.enqueued.items():
             if count:
                 log.info("sweep {}: {} messages enqueued in {:.3f}s", rule_id, count, report.seconds[rule_id])
@@ -74,11 +100,18 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         self.scheduler.start()
+        if self.server is not None:
+            self.server.start()
+            host, port = self.server.address
+            log.info("HTTP API on http://{}:{} (POST /events, GET /healthz, GET /metrics)", host, port)
         log.info("running: dispatch every {}s; stop with Ctrl-C or SIGTERM", tick)
         try:
             while not self._stop.wait(0.5):
                 pass
         finally:
+            if self.server is not None:
+                log.info("stopping: no new HTTP requests; finishing the ones in flight")
+                self.server.stop()
             log.info("stopping: finishing the dispatch pass in flight")
             self.scheduler.shutdown(wait=True)
             self.engine.close()

@@ -54,18 +54,23 @@ class Ready:
 @dataclass
 class DispatchReport:
     by_outcome: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, outcome) -> count
     rescheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer, new due)
 
     @property
     def handled(self) -> int:
         return sum(self.by_outcome.values())
 
-    def count(self, outcome: str) -> None:
+    def count(self, outcome: str, rule_id: str) -> None:
         self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+        key = (rule_id, outcome)
+        self.by_rule[key] = self.by_rule.get(key, 0) + 1
 
     def add(self, other: "DispatchReport") -> None:
         for key, value in other.by_outcome.items():
             self.by_outcome[key] = self.by_outcome.get(key, 0) + value
+        for key, value in other.by_rule.items():
+            self.by_rule[key] = self.by_rule.get(key, 0) + value
         self.rescheduled.extend(other.rescheduled)
 
 
@@ -153,7 +158,7 @@ class Dispatcher:
         for channel in self.channels.values():
             channel.flush()
         for row in sent_log:
-            report.count(row["outcome"])
+            report.count(row["outcome"], row["rule_id"])
         failed = set(unreserve)
         for message, at, decision, depends_on in provisional:
             if failed & depends_on:  # the send that capped it did not happen: judge it again
@@ -164,7 +169,7 @@ class Dispatcher:
                 sent_log.append(_log_row(message, at, decision))
         self.store.finish(sent_updates, sent_log, unreserve)
         for message, _, decision in decided:
-            report.count(decision.outcome)
+            report.count(decision.outcome, message["rule_id"])
             if decision.retry_at is not None:
                 report.rescheduled.append((message["customer_id"], decision.retry_at))
         return report

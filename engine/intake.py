@@ -28,6 +28,7 @@ log = logger.bind(component="intake")
 class IngestReport:
     accepted: int = 0
     duplicates: int = 0  # events already stored (same id)
+    duplicate_ids: list[str] = field(default_factory=list)
     scheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer id, due)
     suppressed: int = 0  # messages that lost to the dedup key
     failed: int = 0  # rules whose expressions failed on an event
@@ -35,6 +36,7 @@ class IngestReport:
     def add(self, other: "IngestReport") -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+        self.duplicate_ids.extend(other.duplicate_ids)
         self.scheduled.extend(other.scheduled)
         self.suppressed += other.suppressed
         self.failed += other.failed
@@ -78,6 +80,7 @@ class Intake:
         for event in batch:
             if event.id in known:
                 report.duplicates += 1
+                report.duplicate_ids.append(event.id)
             else:
                 known.add(event.id)
                 fresh.append(event)

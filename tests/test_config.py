@@ -153,6 +153,20 @@ BROKEN = [
         "timezone: Asia/Shanghai\ntimezone: UTC\n",
         ["config.yaml:2: timezone: key 'timezone' is written twice in this block; keep one"],
         id="same-key-twice"),
+    pytest.param(
+        'http:\n  listen: "localhost"\n  token_env: my-token\n  max_body: lots\n  lisen: x\n',
+        ["config.yaml:2: http.listen: bad address 'localhost'; write HOST:PORT, such as 127.0.0.1:8787 "
+         "(0.0.0.0:8787 listens on every interface)",
+         "config.yaml:3: http.token_env: must be the NAME of an environment variable, such as ENGINE_TOKEN "
+         "(the secret itself never goes in config.yaml)",
+         "config.yaml:4: http.max_body: bad size 'lots'; write bytes or a size such as 512KB or 5MB",
+         "config.yaml:5: http.lisen: unknown key 'lisen'; did you mean 'listen'?"],
+        id="http-section"),
+    pytest.param(
+        "http: [127.0.0.1]\n",
+        ["config.yaml:1: http: must be a mapping such as {listen: \"127.0.0.1:8787\"}, "
+         "or false to run without the HTTP API"],
+        id="http-not-a-mapping"),
 ]
 
 
@@ -258,3 +272,14 @@ def test_shop_settings_reach_templates_as_given(write):
     config = load_config(write("shop:\n  name: 小明户外\n  currency_symbol: HK$\n"))
 
     assert config.shop == {"name": "小明户外", "currency_symbol": "HK$"}
+
+
+def test_the_http_api_listens_on_loopback_by_default_and_can_be_moved_or_switched_off(write):
+    default = load_config(write("timezone: Asia/Shanghai\n")).http
+    assert (default.enabled, default.listen, default.token_env, default.hmac_env, default.max_body) == (
+        True, "127.0.0.1:8787", "ENGINE_TOKEN", "ENGINE_HMAC_SECRET", 5 * 1024 * 1024)
+
+    moved = load_config(write('http:\n  listen: "0.0.0.0:9000"\n  max_body: 512KB\n  hmac_env: SHOP_SECRET\n')).http
+    assert (moved.host, moved.port, moved.max_body, moved.hmac_env) == ("0.0.0.0", 9000, 512 * 1024, "SHOP_SECRET")
+
+    assert load_config(write("http: false\n")).http.enabled is False

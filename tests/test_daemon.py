@@ -7,11 +7,14 @@ clock: their messages are due now and not yet expired. Runs on SQLite and Postgr
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -43,8 +46,19 @@ def config(workdir, db_url) -> Path:
     # these tests run at any hour of the real clock: no quiet hours
     text, quiet = re.subn(r"(?m)^(\s+quiet_hours:).*$", r"\1 null", text)
     assert quiet == 2
+    text += f'\nhttp:\n  listen: "127.0.0.1:{free_port()}"\n'
     config.write_text(text, encoding="utf-8")
     return config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_port(config: Path) -> int:
+    return int(re.search(r'listen: "127.0.0.1:(\d+)"', config.read_text(encoding="utf-8")).group(1))
 
 
 def run_py(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -70,12 +84,16 @@ def outbox_lines(path: Path, count: int) -> list[dict] | None:
     return [json.loads(line) for line in lines] if len(lines) >= count else None
 
 
+TOKEN = "daemon-test-token-5d1e"
+
+
 @pytest.fixture
 def daemon(config, tmp_path):
     log = tmp_path / "daemon.log"
     with log.open("w", encoding="utf-8") as err:
         proc = subprocess.Popen([sys.executable, "run.py", "daemon", "--config", str(config)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+                                stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                env={**os.environ, "ENGINE_TOKEN": TOKEN})
     try:
         wait_for(lambda: "[daemon] running: dispatch every 1.0s" in log.read_text(encoding="utf-8"),
                  "'running' line in the daemon's log", proc, log)
@@ -231,3 +249,32 @@ def test_ingest_with_no_rules_folder_refuses_to_load_rather_than_consuming_the_e
         assert store.count("events") == 0
     finally:
         store.close()
+
+
+def test_events_posted_over_http_are_sent_and_sigterm_stops_intake_then_the_daemon(daemon, config, tmp_path):
+    proc, log = daemon
+    base = f"http://127.0.0.1:{http_port(config)}"
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    body = jsonl([created("evt-1", 20, customer="c-1", order="o-1", start=start)]).encode()  # reminder due 10 min ago
+    request = urllib.request.Request(f"{base}/events", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+
+    with urllib.request.urlopen(request, timeout=DEADLINE) as resp:
+        assert (resp.status, json.loads(resp.read())) == (202, {"accepted": ["evt-1"], "duplicates": [],
+                                                                "scheduled": 1})
+    sent = wait_for(lambda: outbox_lines(tmp_path / "outbox" / "sms.jsonl", 1), "the reminder in the outbox", proc, log)
+    with urllib.request.urlopen(f"{base}/healthz", timeout=DEADLINE) as resp:
+        health = json.loads(resp.read())
+    with urllib.request.urlopen(f"{base}/metrics", timeout=DEADLINE) as resp:
+        metrics = resp.read().decode()
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=DEADLINE) == 0
+    assert [(m["rule_id"], m["customer_id"]) for m in sent] == [("payment-reminder", "c-1")]
+    assert health == {"status": "ok", "rules": 22, "rule_errors": [], "database": "ok"}
+    assert 'engine_events_total{outcome="accepted"} 1.0' in metrics
+    assert 'engine_messages_total{outcome="sent",rule="payment-reminder"} 1.0' in metrics
+    text = log.read_text(encoding="utf-8")
+    assert f"HTTP API on http://127.0.0.1:{http_port(config)}" in text
+    assert text.index("no new HTTP requests") < text.index("finishing the dispatch pass") < text.index("stopped")
+    assert TOKEN not in text

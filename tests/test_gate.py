@@ -879,3 +879,41 @@ def _lines(events: list[Event]) -> list[tuple[int, str]]:
 def _comparable(rows: list[dict]) -> list[tuple]:
     return sorted((r["time"], r["customer_id"], r["rule_id"], r["outcome"], r["reason"], r["detail"], r["body"])
                   for r in rows)
+
+
+# ---- what is asked first ----------------------------------------------------------------
+
+def test_a_message_due_in_quiet_hours_is_deferred_first_and_its_unless_judged_when_it_can_go(build, mode):
+    nudge = rule("pay-nudge", "order.created", wait="30m", unless="order.status != 'created'")
+    engine = build([nudge])
+
+    play(engine, mode, [
+        ev("o1", "order.created", at(11, 22), order="o-1"),
+        ev("p1", "order.paid", at(11, 23), order="o-1"),                       # paid during the night
+        ev("o2", "order.created", at(11, 22), customer="c-2", order="o-2"),    # never paid
+    ], until=at(12, 12))
+
+    deferral = "quiet hours 21:00-09:00 (Asia/Shanghai); deferred to 2026-11-12 09:00"
+    assert log(engine) == [
+        ("11-11 22:30", "pay-nudge", "c-1", "deferred", "quiet_hours", deferral),
+        ("11-11 22:30", "pay-nudge", "c-2", "deferred", "quiet_hours", deferral),
+        ("11-12 09:00", "pay-nudge", "c-1", "cancelled", "unless", "order o-1 is paid now (order.status != 'created')"),
+        ("11-12 09:00", "pay-nudge", "c-2", "sent", None, None),
+    ]
+
+
+def test_an_unsubscribe_during_the_night_suppresses_the_deferred_message_at_09_00(build, mode):
+    engine = build([COUPON])
+
+    play(engine, mode, [
+        coupon("e1", at(11, 22, 30)),
+        ev("stop", "customer.unsubscribed", at(11, 23, 15)),
+    ], until=at(12, 12))
+
+    assert log(engine) == [
+        ("11-11 22:30", "coupon-reminder", "c-1", "deferred", "quiet_hours",
+         "quiet hours 21:00-09:00 (Asia/Shanghai); deferred to 2026-11-12 09:00"),
+        ("11-12 09:00", "coupon-reminder", "c-1", "suppressed", "unsubscribed",
+         "customer c-1 unsubscribed from all marketing"),
+    ]
+    assert sent(engine) == []

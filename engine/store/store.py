@@ -136,6 +136,13 @@ class Store:
             value = dialect.raw_rows(conn, f"SELECT min(due_at) FROM messages WHERE {_PENDING_SQL}")[0][0]
         return None if value is None else decode_time(value, self.dialect)
 
+    def queue_depth(self) -> dict[tuple[str, str], int]:
+        """(rule, state) -> messages pending or in flight."""
+        sql = (f"SELECT rule_id, state, count(*) FROM messages WHERE state IN ('{PENDING}', '{CLAIMED}', '{SENDING}') "
+               "GROUP BY rule_id, state")
+        with self.engine.connect() as conn:
+            return {(rule_id, state): n for rule_id, state, n in dialect.raw_rows(conn, sql)}
+
     def count(self, table_name: str, **where) -> int:
         table = metadata.tables[table_name]
         stmt = select(func.count()).select_from(table)

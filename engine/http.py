@@ -1,0 +1,235 @@
+"""The daemon's HTTP API, on Starlette served by uvicorn (no HTTP parsing of our own).
+
+    POST /events   one JSON event, a JSON array of events, or JSON lines
+                   -> 202 {"accepted": [ids], "duplicates": [ids], "scheduled": n}
+                   -> 400 with every rejected line / item and its reason (the valid
+                      ones are still stored; the rejected ones are kept in the
+                      rejected_events table); 401 bad credentials; 413 too large
+    GET  /healthz  200 {"status": "ok", ...} or 503 with what is wrong
+    GET  /metrics  Prometheus text format
+
+A sender proves who it is with `Authorization: Bearer <token>` or with
+`X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`; the secrets come from the
+environment variables that config.yaml `http:` names, and are never logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.errors import EventError
+from engine.events import Event, parse_event
+from engine.http_config import HttpConfig
+
+log = logger.bind(component="http")
+SIGNATURE_HEADER = "X-Signature"
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass
+class Item:
+    """One event of a request body: where it was (line of JSON lines, or position in an
+    array, from 1), its raw text, and the decoded value or why it could not be read."""
+
+    line: int
+    raw: str
+    value: Any = None
+    error: str | None = None
+
+
+def split_body(body: bytes) -> list[Item]:
+    """A body as items: a JSON object (one event), a JSON array (one item per element),
+    or JSON lines (one item per non-blank line, each decoded on its own)."""
+    text = body.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        whole = json.loads(stripped)
+    except json.JSONDecodeError:
+        whole = None
+    else:
+        if isinstance(whole, list):
+            return [Item(i, json.dumps(v, ensure_ascii=False), v) for i, v in enumerate(whole, start=1)]
+        return [Item(1, stripped, whole)]
+    items = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(Item(number, line.rstrip("\r"), json.loads(line)))
+        except json.JSONDecodeError as exc:
+            items.append(Item(number, line.rstrip("\r"), error=f"not valid JSON: {exc.msg} at column {exc.colno}"))
+    return items
+
+
+class Credentials:
+    """The secrets named in config.yaml, read from the environment when checked (so an
+    operator can rotate them with a restart, and tests can set them)."""
+
+    def __init__(self, cfg: HttpConfig, environ: dict[str, str] | None = None):
+        self.cfg = cfg
+        self.environ = os.environ if environ is None else environ
+
+    @property
+    def token(self) -> str | None:
+        return self.environ.get(self.cfg.token_env) or None
+
+    @property
+    def hmac_secret(self) -> str | None:
+        return self.environ.get(self.cfg.hmac_env) or None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token or self.hmac_secret)
+
+    def check(self, headers, body: bytes) -> str | None:
+        """None when the request is authentic, else why not (without any secret)."""
+        auth = headers.get("authorization")
+        signature = headers.get(SIGNATURE_HEADER.lower())
+        if auth is not None:
+            scheme, _, given = auth.partition(" ")
+            if scheme.lower() != "bearer" or not given.strip():
+                return "Authorization header is not 'Bearer <token>'"
+            if self.token is None:
+                return f"bearer tokens are not accepted here ({self.cfg.token_env} is not set)"
+            if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+                return "wrong bearer token"
+            return None
+        if signature is not None:
+            if self.hmac_secret is None:
+                return f"signatures are not accepted here ({self.cfg.hmac_env} is not set)"
+            algorithm, _, given = signature.partition("=")
+            if algorithm.strip().lower() != "sha256" or not given.strip():
+                return f"{SIGNATURE_HEADER} is not 'sha256=<hex digest>'"
+            expected = hmac.new(self.hmac_secret.encode(), body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+                return "signature does not match the body"
+            return None
+        return f"no credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 of the body>"
+
+
+class Intake:
+    """What POST /events does with a parsed body, one request at a time (the store
+    takes one writer at a time anyway): store the valid events, keep the rejected ones."""
+
+    def __init__(self, engine, on_events: Callable[[int, int, int], None] | None = None):
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.on_events = on_events
+
+    def take(self, items: list[Item], source: str) -> dict:
+        tz = self.engine.project.config.timezone
+        events: list[Event] = []
+        rejected: list[dict] = []
+        for item in items:
+            if item.error is None:
+                try:
+                    events.append(parse_event(item.value, tz))
+                    continue
+                except EventError as exc:
+                    item.error = str(exc)
+            rejected.append({"line": item.line, "reason": item.error, "raw": item.raw})
+        with self.lock:
+            now = self.engine.clock.now()
+            if rejected:
+                self.engine.store.reject([{"source": source, "line": r["line"], "raw": r["raw"], "reason": r["reason"],
+                                           "received_at": now} for r in rejected])
+            report = self.engine.ingest(events) if events else None
+        duplicates = sorted(report.duplicate_ids) if report else []
+        accepted = [e.id for e in events]
+        if self.on_events:
+            self.on_events(len(accepted) - len(duplicates), len(duplicates), len(rejected))
+        return {"accepted": accepted, "duplicates": duplicates,
+                "scheduled": len(report.scheduled) if report else 0,
+                "rejected": [{"line": r["line"], "reason": r["reason"]} for r in rejected]}
+
+
+def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dict] | None = None,
+              environ: dict[str, str] | None = None) -> Starlette:
+    credentials = Credentials(cfg, environ)
+    intake = Intake(engine, metrics.events if metrics is not None else None)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cfg.max_body:
+            raise TooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cfg.max_body:
+                raise TooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def post_events(request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        if not credentials.configured:
+            log.warning("POST /events from {} refused: no credentials configured", client)
+            return JSONResponse({"error": f"the HTTP intake has no credentials: set {cfg.token_env} (bearer token) "
+                                          f"or {cfg.hmac_env} (HMAC secret) in the daemon's environment"},
+                                status_code=503)
+        try:
+            body = await read_body(request)
+        except TooLarge:
+            log.warning("POST /events from {} refused: body over {} bytes", client, cfg.max_body)
+            return JSONResponse({"error": f"body larger than {_size(cfg.max_body)} (http.max_body); "
+                                          "send fewer events per request"}, status_code=413)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        problem = credentials.check(request.headers, body)
+        if problem is not None:
+            log.warning("POST /events from {} refused (401): {}", client, problem)
+            return JSONResponse({"error": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        items = split_body(body)
+        if not items:
+            return JSONResponse({"error": "empty body: send one JSON event, a JSON array of events, or JSON lines"},
+                                status_code=400)
+        result = await run_in_threadpool(intake.take, items, f"http:{client}")
+        if result["rejected"]:
+            shown = "; ".join(f"line {r['line']}: {r['reason']}" for r in result["rejected"][:3])
+            log.warning("POST /events from {}: {} rejected ({}), {} stored", client, len(result["rejected"]),
+                        shown, len(result["accepted"]))
+            return JSONResponse({"error": f"{len(result['rejected'])} of {len(items)} events rejected; "
+                                          "the others were stored", **result}, status_code=400)
+        del result["rejected"]
+        return JSONResponse(result, status_code=202)
+
+    async def healthz(request: Request) -> Response:
+        state = await run_in_threadpool(health) if health else {"status": "ok"}
+        return JSONResponse(state, status_code=200 if state.get("status") == "ok" else 503)
+
+    async def get_metrics(request: Request) -> Response:
+        if metrics is None:
+            return Response(status_code=404)
+        text, content_type = await run_in_threadpool(metrics.render)
+        return Response(text, media_type=content_type)
+
+    return Starlette(routes=[
+        Route("/events", post_events, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+    ])
+
+
+def _size(n: int) -> str:
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MB"
+    if n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{n} bytes"
