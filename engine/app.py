@@ -28,6 +28,7 @@ class Project:
     config: Config
     templates: Templates
     rules: RuleSet
+    sources: tuple[Path | None, Path, Path] | None = None  # config.yaml, rules/, templates/ it was read from
 
     @property
     def problems(self):
@@ -50,7 +51,7 @@ def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path)
     templates.define_segments(config.segments, {name: "config.yaml" for name in config.segments})
     rules = load_rules(rules_dir, templates, config.channels.keys())
     rules.problems.extend(sms_length_warnings(rules, templates, config))
-    return Project(config, templates, rules)
+    return Project(config, templates, rules, (config_path, rules_dir, templates_dir))
 
 
 def build_channels(config: Config) -> dict[str, Channel]:
@@ -60,18 +61,29 @@ def build_channels(config: Config) -> dict[str, Channel]:
 class Engine:
     def __init__(self, project: Project, store: Store, channels: dict[str, Channel], clock: Clock,
                  gate: Gate | None = None):
-        self.project = project
         self.store = store
         self.channels = channels
         self.clock = clock
-        config = project.config
-        self.intake = Intake(store, self.current_rules, config.timezone, config.shop, config.profile)
-        self.dispatcher = Dispatcher(store, self.current_rules, project.templates, channels,
-                                     gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
-                                     config.dispatch.batch_size, config.profile)
+        self._wire(project, gate)
 
-        self.sweeper = Sweeper(store, self.current_rules, config.timezone, config.shop, config.profile,
-                               segments=lambda: self.project.templates.segment_sources)
+    def _wire(self, project: Project, gate: Gate | None = None) -> None:
+        """Build the parts that read the project. Each part is bound to this project, not
+        to whatever `self.project` is later: a dispatch pass that began before a reload
+        finishes with the rules, templates and limits it began with."""
+        config = project.config
+        rules = lambda: project.rules  # noqa: E731
+        intake = Intake(self.store, rules, config.timezone, config.shop, config.profile)
+        dispatcher = Dispatcher(self.store, rules, project.templates, self.channels,
+                                gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
+                                config.dispatch.batch_size, config.profile)
+        sweeper = Sweeper(self.store, rules, config.timezone, config.shop, config.profile,
+                          segments=lambda: project.templates.segment_sources)
+        self.project, self.intake, self.dispatcher, self.sweeper = project, intake, dispatcher, sweeper
+
+    def swap(self, project: Project) -> None:
+        """Put a newly loaded project in place (hot reload). The next ingest, dispatch
+        pass and sweep use it; channels stay (a change of channels needs a restart)."""
+        self._wire(project)
 
     def current_rules(self) -> RuleSet:
         return self.project.rules

@@ -286,6 +286,7 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     """
     from engine.daemon import Daemon
     from engine.http import Credentials
+    from engine.reload import Reloader
     from engine.server import ListenError
     from engine.store import Store
 
@@ -303,7 +304,7 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     log.info("database {}; {} rules loaded; channels: {}", _safe_url(project.config.database),
              len(project.rules.rules), ", ".join(f"{n} ({c.type})" for n, c in project.config.channels.items()))
     try:
-        daemon = Daemon(engine)
+        daemon = Daemon(engine, reloader=Reloader(engine, *project.sources))
     except ListenError as exc:
         log.error("{}", exc)
         engine.close()

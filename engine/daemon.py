@@ -16,6 +16,7 @@ from loguru import logger
 from engine.app import Engine
 from engine.http import build_app
 from engine.metrics import Metrics
+from engine.reload import Reloader
 from engine.server import HttpServer
 
 log = logger.bind(component="daemon")
@@ -24,9 +25,12 @@ SWEEP_SECONDS = 60  # each sweep enqueues up to an hour ahead (engine.sweeps.AHE
 
 
 class Daemon:
-    def __init__(self, engine: Engine, *, http: bool | None = None, environ: dict[str, str] | None = None):
-        """`http`: serve the HTTP API (engine/http.py); None follows config.yaml `http:`."""
+    def __init__(self, engine: Engine, *, http: bool | None = None, environ: dict[str, str] | None = None,
+                 reloader: Reloader | None = None):
+        """`http`: serve the HTTP API (engine/http.py); None follows config.yaml `http:`.
+        `reloader`: watch the project's files and reload them while running."""
         self.engine = engine
+        self.reloader = reloader
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -49,6 +53,8 @@ class Daemon:
             state["status"], state["database"] = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
         if not self.scheduler.running:
             state["status"], state["scheduler"] = "error", "not running"
+        if self.reloader is not None and self.reloader.last is not None:
+            state["last_reload"] = self.reloader.last.as_dict()
         return state
 
     def tick(self) -> None:
@@ -104,6 +110,10 @@ class Daemon:
             self.server.start()
             host, port = self.server.address
             log.info("HTTP API on http://{}:{} (POST /events, GET /healthz, GET /metrics)", host, port)
+        if self.reloader is not None:
+            self.reloader.watch(self._stop)
+            log.info("watching {}, {} and {} for changes", self.reloader.config_path, self.reloader.rules_dir,
+                     self.reloader.templates_dir)
         log.info("running: dispatch every {}s; stop with Ctrl-C or SIGTERM", tick)
         try:
             while not self._stop.wait(0.5):

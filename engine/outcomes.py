@@ -9,6 +9,8 @@ OUTCOMES = ("sent", "deferred", "cancelled", "suppressed", "expired", "failed")
 REASONS: dict[str, tuple[tuple[str, ...], str]] = {
     "unless": (("cancelled",), "an `unless` condition was true at send time (e.g. the order was paid meanwhile)"),
     "rule_unavailable": (("cancelled",), "the rule is no longer loaded (removed, disabled or broken)"),
+    "rule_removed": (("cancelled",), "the daemon reloaded the rules and this rule was removed or disabled: what it "
+                                     "had scheduled is cancelled"),
     "duplicate": (("suppressed",), "the rule already fired for this event / order / customer (`once_per`)"),
     "cap": (("suppressed", "deferred"), "a frequency cap was reached (deferred with `on_limit: defer`); the detail "
                                          "names the cap and the sends that count"),

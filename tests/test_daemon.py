@@ -278,3 +278,27 @@ def test_events_posted_over_http_are_sent_and_sigterm_stops_intake_then_the_daem
     assert f"HTTP API on http://127.0.0.1:{http_port(config)}" in text
     assert text.index("no new HTTP requests") < text.index("finishing the dispatch pass") < text.index("stopped")
     assert TOKEN not in text
+
+
+def test_the_running_daemon_reloads_a_changed_rule_file_and_refuses_a_broken_one(daemon, config, tmp_path):
+    proc, log = daemon
+    rules = config.parent / "rules" / "order_service.yaml"
+    good = rules.read_text(encoding="utf-8")
+    health_url = f"http://127.0.0.1:{http_port(config)}/healthz"
+
+    def last_reload():
+        with urllib.request.urlopen(health_url, timeout=DEADLINE) as resp:
+            return json.loads(resp.read()).get("last_reload")
+
+    rules.write_text(good.replace("    wait: 30m\n", "    wait: soon\n", 1), encoding="utf-8")
+    refused = wait_for(lambda: (r := last_reload()) and not r["ok"] and r, "a refused reload", proc, log)
+    rules.write_text(good.replace("    wait: 30m\n", "    wait: 45m\n", 1), encoding="utf-8")
+    accepted = wait_for(lambda: (r := last_reload()) and r["ok"] and r, "an accepted reload", proc, log)
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=DEADLINE) == 0
+    assert refused["errors"][0].startswith(f"{rules}:10: rules[0].wait:")
+    assert accepted["changed"] == ["payment-reminder"]
+    text = log.read_text(encoding="utf-8")
+    assert "reload refused: 1 error(s); the last good rules, templates and config keep running" in text
+    assert "reloaded: 22 rules (0 added, 0 removed, 1 changed)" in text

@@ -136,6 +136,27 @@ class Store:
             value = dialect.raw_rows(conn, f"SELECT min(due_at) FROM messages WHERE {_PENDING_SQL}")[0][0]
         return None if value is None else decode_time(value, self.dialect)
 
+    def cancel_rule_messages(self, reasons: dict[str, str], now: datetime) -> int:
+        """Cancel the pending messages of rules that are gone (rule id -> the detail to
+        record), with reason `rule_removed` and a log row each, in one transaction.
+        Messages already in flight finish."""
+        if not reasons:
+            return 0
+        p, name, cancelled = dialect.placeholder(self.engine), self.dialect, 0
+        at = encode_time(now, name)
+        with self.engine.begin() as conn:
+            for rule_id, detail in reasons.items():
+                where = f"{_PENDING_SQL} AND rule_id = {p}"
+                conn.exec_driver_sql(
+                    "INSERT INTO message_log (message_id, time, rule_id, customer_id, order_id, channel, kind, outcome, "
+                    f"reason, detail, body) SELECT id, {p}, rule_id, customer_id, order_id, channel, kind, 'cancelled', "
+                    f"'rule_removed', {p}, NULL FROM messages WHERE {where}", (at, detail, rule_id))
+                result = conn.exec_driver_sql(
+                    f"UPDATE messages SET state = 'cancelled', reason = 'rule_removed', detail = {p}, updated_at = {p} "
+                    f"WHERE {where}", (detail, at, rule_id))
+                cancelled += result.rowcount
+        return cancelled
+
     def queue_depth(self) -> dict[tuple[str, str], int]:
         """(rule, state) -> messages pending or in flight."""
         sql = (f"SELECT rule_id, state, count(*) FROM messages WHERE state IN ('{PENDING}', '{CLAIMED}', '{SENDING}') "

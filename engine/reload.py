@@ -1,0 +1,144 @@
+"""Hot reload: config.yaml, rules/ and templates/ are watched (watchfiles); a change is
+validated as `check` validates it and swapped in whole, or not at all.
+
+A broken file is reported (log, GET /healthz) and the last good version keeps running.
+A rule that is gone (removed, or `enabled: false`) schedules nothing more, and what it
+had scheduled is cancelled with reason `rule_removed`. Settings the running daemon
+cannot change in place (the database, the HTTP address, the channels) are reported as
+needing a restart and keep their running values."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import watchfiles
+from loguru import logger
+
+from engine.app import Engine, Project, load_project
+from engine.errors import ConfigError
+
+log = logger.bind(component="reload")
+
+
+@dataclass
+class ReloadResult:
+    at: datetime
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    cancelled: int = 0  # pending messages of removed rules
+    restart_needed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"at": self.at.isoformat(), "ok": self.ok, "errors": self.errors, "added": self.added,
+                "removed": self.removed, "changed": self.changed, "cancelled": self.cancelled,
+                "restart_needed": self.restart_needed}
+
+
+class Reloader:
+    def __init__(self, engine: Engine, config_path: Path, rules_dir: Path, templates_dir: Path):
+        self.engine = engine
+        self.config_path, self.rules_dir, self.templates_dir = config_path, rules_dir, templates_dir
+        self.last: ReloadResult | None = None
+        self._lock = threading.Lock()
+
+    def reload(self) -> ReloadResult:
+        with self._lock:
+            result = self._reload()
+            self.last = result
+            return result
+
+    def _reload(self) -> ReloadResult:
+        now = self.engine.clock.now()
+        try:
+            project = load_project(self.config_path, self.rules_dir, self.templates_dir)
+        except ConfigError as exc:
+            return self._refused(now, [str(p) for p in exc.problems])
+        except OSError as exc:  # a folder removed or unreadable meanwhile
+            return self._refused(now, [f"{exc.filename}: {exc.strerror}"])
+        errors = [str(p) for p in project.errors]
+        if errors:
+            return self._refused(now, errors)
+        old = self.engine.project
+        restart = _restart_needed(old, project)
+        for what in restart:
+            log.warning("{} changed in config.yaml: it takes effect at the next restart; the running value stays", what)
+        if restart:
+            project.config.database = old.config.database
+            project.config.http = old.config.http
+            project.config.channels = old.config.channels
+            project.config.dispatch.tick = old.config.dispatch.tick
+        before, after = _enabled(old), _enabled(project)
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        changed = sorted(r for r in after.keys() & before.keys() if after[r] != before[r])
+        self.engine.swap(project)
+        reasons = {r: (f"rule {r} was disabled (enabled: false) in a reload" if r in _all(project)
+                       else f"rule {r} was removed from the rules in a reload") for r in removed}
+        cancelled = self.engine.store.cancel_rule_messages(reasons, now)
+        for problem in project.problems:
+            log.warning("{}", problem)
+        log.info("reloaded: {} rules ({} added, {} removed, {} changed); {} pending messages of removed rules "
+                 "cancelled", len(after), len(added), len(removed), len(changed), cancelled)
+        return ReloadResult(now, True, [], added, removed, changed, cancelled, restart)
+
+    def _refused(self, now: datetime, errors: list[str]) -> ReloadResult:
+        for error in errors:
+            log.error("{}", error)
+        log.error("reload refused: {} error(s); the last good rules, templates and config keep running", len(errors))
+        return ReloadResult(now, False, errors)
+
+    # watching ---------------------------------------------------------------------------
+    def watch(self, stop: threading.Event) -> list[threading.Thread]:
+        """Start the watchers (threads); each change, once the files are quiet for a
+        moment, reloads. They end when `stop` is set."""
+        name = self.config_path.name
+        jobs = [
+            ([self.rules_dir, self.templates_dir], True, None),
+            ([self.config_path.resolve().parent], False, lambda _change, path: Path(path).name == name),
+        ]
+        threads = []
+        for paths, recursive, only in jobs:
+            thread = threading.Thread(target=self._watch, args=(paths, recursive, only, stop), daemon=True,
+                                      name="reload-watch")
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def _watch(self, paths, recursive: bool, only, stop: threading.Event) -> None:
+        try:
+            for changes in watchfiles.watch(*paths, watch_filter=only, recursive=recursive, stop_event=stop,
+                                            debounce=400, step=100, raise_interrupt=False):
+                shown = ", ".join(sorted({Path(p).name for _, p in changes}))
+                log.info("change in {}: reloading", shown)
+                self.reload()
+        except Exception:  # noqa: BLE001 - a watcher that dies must say so; the daemon keeps running
+            log.exception("watching {} stopped; restart the daemon to pick up changes", ", ".join(map(str, paths)))
+
+
+def _enabled(project: Project) -> dict[str, dict]:
+    """Rule id -> its raw definition, for the rules that run."""
+    return {r.id: r.raw for r in project.rules.rules if r.enabled}
+
+
+def _all(project: Project) -> set[str]:
+    return {r.id for r in project.rules.rules}
+
+
+def _restart_needed(old: Project, new: Project) -> list[str]:
+    changes = []
+    if new.config.database != old.config.database:
+        changes.append("database")
+    if (new.config.http.enabled, new.config.http.listen) != (old.config.http.enabled, old.config.http.listen):
+        changes.append("http")
+    if {n: (c.type, c.options) for n, c in new.config.channels.items()} != \
+            {n: (c.type, c.options) for n, c in old.config.channels.items()}:
+        changes.append("channels")
+    if new.config.dispatch.tick != old.config.dispatch.tick:
+        changes.append("dispatch.tick")
+    return changes
