@@ -12,7 +12,7 @@ from typing import Iterable
 from engine.channels import Channel, create_channel
 from engine.clock import Clock
 from engine.config import Config, default_config, load_config
-from engine.dispatch import DispatchReport, Dispatcher
+from engine.dispatch import ChannelHealth, DispatchReport, Dispatcher
 from engine.events import Event
 from engine.gate import Gate
 from engine.intake import IngestReport, Intake
@@ -64,6 +64,8 @@ class Engine:
         self.store = store
         self.channels = channels
         self.clock = clock
+        self.channel_health = ChannelHealth()  # kept across reloads, like the channels
+        self.log_decisions = False  # the daemon logs one line per decision
         self._wire(project, gate)
 
     def _wire(self, project: Project, gate: Gate | None = None) -> None:
@@ -75,7 +77,9 @@ class Engine:
         intake = Intake(self.store, rules, config.timezone, config.shop, config.profile)
         dispatcher = Dispatcher(self.store, rules, project.templates, self.channels,
                                 gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
-                                config.dispatch.batch_size, config.profile)
+                                config.dispatch.batch_size, config.profile, config.dispatch.retry,
+                                self.channel_health)
+        dispatcher.log_decisions = self.log_decisions
         sweeper = Sweeper(self.store, rules, config.timezone, config.shop, config.profile,
                           segments=lambda: project.templates.segment_sources)
         self.project, self.intake, self.dispatcher, self.sweeper = project, intake, dispatcher, sweeper

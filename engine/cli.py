@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -122,6 +122,24 @@ def _parse_until(value: str | None, project: Project) -> datetime | None:
         raise click.BadParameter(exc.reason, param_hint="--until") from None
 
 
+def _failing(specs: tuple[str, ...], project: Project) -> dict[str, float]:
+    out = {}
+    for spec in specs:
+        name, _, share = spec.partition(":")
+        if name not in project.config.channels:
+            raise click.BadParameter(f"no channel {name!r} in config.yaml; channels: "
+                                     f"{', '.join(project.config.channels)}", param_hint="--fail-channel")
+        try:
+            rate = float(share) if share else 1.0
+        except ValueError:
+            rate = -1.0
+        if not 0 < rate <= 1:
+            raise click.BadParameter(f"{spec!r}: the share must be a number above 0 and at most 1, such as sms:0.3",
+                                     param_hint="--fail-channel")
+        out[name] = rate
+    return out
+
+
 @main.command("dry-run")
 @click.option("--events", "events_file", required=True, metavar="FILE",
               help="Canonical events, one JSON object per line ('-' for stdin).")
@@ -131,7 +149,10 @@ def _parse_until(value: str | None, project: Project) -> datetime | None:
                    "[default: last event + longest wait/expires + 1 day]")
 @click.option("--json", "as_json", is_flag=True,
               help="stdout: one JSON decision record per line; summary to stderr.")
-def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) -> None:
+@click.option("--fail-channel", "fail_channels", multiple=True, metavar="NAME[:SHARE]",
+              help="Simulate a failing provider on channel NAME: every attempt fails, or SHARE of them "
+                   "(such as sms:0.3); retries and final failures show in the decisions. Repeatable.")
+def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, fail_channels) -> None:
     """Show what the rules would send for a file of events, on a virtual clock.
 
     Runs the real engine on a throwaway database; never touches the configured one.
@@ -142,6 +163,7 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) 
     Example:
       python run.py dry-run --events examples/double11_week.jsonl --until 2026-11-20
       python run.py dry-run --events examples/double11_week.jsonl --json | jq .outcome
+      python run.py dry-run --events examples/double11_week.jsonl --fail-channel sms:0.5
     """
     from engine import report
     from engine.dryrun import run_dry
@@ -154,7 +176,8 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json) 
                    err=True)
         sys.exit(EXIT_ERRORS)
     stop = _parse_until(until, project)
-    result = run_dry(project, _read_lines(events_file), stop)
+    failing = _failing(fail_channels, project)
+    result = run_dry(project, _read_lines(events_file), stop, failing=failing)
     for rejected in result.rejected:
         click.echo(f"{events_file}:{rejected.line}: rejected: {rejected.reason}", err=True)
     tz = project.config.timezone
@@ -291,7 +314,7 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
-    logs.setup(project.config.log_level)
+    logs.setup(project.config.log_level, **project.config.log_options)
     from loguru import logger
     log = logger.bind(component="daemon")
     for problem in project.problems:
@@ -314,6 +337,77 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
         log.warning("the HTTP intake refuses events until {} (bearer token) or {} (HMAC secret) is set in the "
                     "environment", http.token_env, http.hmac_env)
     daemon.run()
+
+
+@main.command()
+@click.option("--next", "next_count", default=10, show_default=True, help="how many of the next due messages to list")
+@project_options
+def status(next_count, config_path, rules_dir, templates_dir) -> None:
+    """Show the queue by rule and state, the next due messages, the failures of the
+    last 24 hours, and the daemon's state with its last reload of the rules.
+
+    Reads the database in config.yaml; works whether the daemon runs or not.
+
+    \b
+    Example:
+      python run.py status --config config.yaml
+    """
+    from engine.store import Store
+    from engine.templates import mask_phone
+
+    project = _load(config_path, rules_dir, templates_dir)
+    logs.setup("WARNING")
+    config, tz = project.config, project.config.timezone
+    now = SystemClock().now()
+    store = Store(config.database)
+    try:
+        depth = store.queue_depth()
+        upcoming = store.next_due(next_count)
+        failures = store.recent_log("failed", now - timedelta(days=1))
+        state = store.daemon_state()
+        phones = {c["id"]: c.get("phone") for c in store.customers_by_id(m["customer_id"] for m in upcoming)}
+    finally:
+        store.close()
+
+    def when(t) -> str:
+        return t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    daemon = state.get("daemon")
+    if daemon:
+        click.echo(f"daemon: {daemon['state']} (pid {daemon['pid']}, since {when(daemon['updated_at'])}"
+                   f"{', HTTP ' + daemon['http'] if daemon.get('http') else ''})")
+    else:
+        click.echo("daemon: never started on this database")
+    reload = state.get("last_reload")
+    if reload:
+        verdict = "ok" if reload["ok"] else f"REFUSED, {len(reload['errors'])} error(s); the last good version runs"
+        click.echo(f"last reload: {when(reload['updated_at'])} {verdict}")
+        for error in reload["errors"]:
+            click.echo(f"  {error}")
+    rules = project.rules
+    click.echo(f"rules on disk: {len(rules.rules)} ({sum(r.enabled for r in rules.rules)} enabled), "
+               f"{len(project.errors)} error(s)" + ("; run `run.py check`" if project.errors else ""))
+    click.echo("")
+    states = ("pending", "claimed", "sending")
+    by_rule: dict[str, dict[str, int]] = {}
+    for (rule_id, st), n in depth.items():
+        by_rule.setdefault(rule_id, {})[st] = n
+    click.echo(f"queue: {sum(depth.values())} messages waiting or in flight")
+    if by_rule:
+        click.echo(f"  {'rule':<28}" + "".join(f"{st:>10}" for st in states))
+        for rule_id in sorted(by_rule):
+            click.echo(f"  {rule_id:<28}" + "".join(f"{by_rule[rule_id].get(st, 0):>10}" for st in states))
+    click.echo("")
+    click.echo(f"next due ({len(upcoming)}):")
+    for m in upcoming:
+        phone = f" ({mask_phone(phones[m['customer_id']])})" if phones.get(m["customer_id"]) else ""
+        late = " LATE" if m["due_at"] < now - timedelta(minutes=1) else ""
+        why = f" after {m['reason']}" if m["reason"] else ""
+        click.echo(f"  {when(m['due_at'])}{late}  {m['rule_id']:<24} {m['channel']:<8} {m['customer_id']}{phone}{why}")
+    click.echo("")
+    click.echo(f"failures in the last 24 hours (latest {len(failures)}):")
+    for f in failures:
+        click.echo(f"  {when(f['time'])}  {f['rule_id']:<24} {f['customer_id']}  {f['reason']}: {f['detail']}")
 
 
 @main.command()

@@ -32,10 +32,21 @@ class ChannelConfig:
 
 
 @dataclass
+class RetryConfig:
+    """Transient channel failures: `attempts` in all (the first send included), waiting
+    `backoff` after the first failure, doubling up to `max_backoff`."""
+
+    attempts: int = 5
+    backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(minutes=30)
+
+
+@dataclass
 class DispatchConfig:
     batch_size: int = 500
     tick: timedelta = timedelta(seconds=1)
     lease: timedelta = timedelta(minutes=5)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Config:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     segments: dict[str, str] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
+    log_options: dict[str, Any] = field(default_factory=dict)  # json, file, rotation, retention
 
     @property
     def tz_name(self) -> str:
@@ -107,7 +119,9 @@ def load_config(path: Path) -> Config:
         for option, message in channel_class(channel.type).option_problems(channel.options):
             problems.append(lines.problem(("channels", channel.name, option), message))
     dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
-    log_level = _log_level(data.get("log"), lines, problems)
+    log_level, log_options = _log_level(data.get("log"), lines, problems)
+    if "file" in log_options:
+        log_options["file"] = str((base / log_options["file"]).resolve())
     limits = read_limits(data.get("limits"), lines, problems, list(channels))
     profile = read_profile(data.get("profile"), lines, problems)
     segments = _segments(data.get("segments"), tz, lines, problems)
@@ -115,7 +129,7 @@ def load_config(path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
-                  profile, segments, http)
+                  profile, segments, http, log_options)
 
 
 def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]:
@@ -188,21 +202,40 @@ def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _log_level(raw, lines: Lines, problems: list) -> str:
+LOG_KEYS = ("level", "json", "file", "rotation", "retention")
+
+
+def _log_level(raw, lines: Lines, problems: list) -> tuple[str, dict]:
+    """The level, and the other `log:` settings (json, file, rotation, retention)."""
     if raw is None:
-        return "INFO"
+        return "INFO", {}
     if not isinstance(raw, dict):
         problems.append(lines.problem(("log",), "must be a mapping, such as {level: INFO}"))
-        return "INFO"
-    for key in raw:
-        if key != "level":
-            problems.append(lines.problem(("log", key), f"unknown key {key!r}{did_you_mean(key, ['level'])}"))
+        return "INFO", {}
+    options = {}
+    for key, value in raw.items():
+        if key not in LOG_KEYS:
+            problems.append(lines.problem(("log", key), f"unknown key {key!r}{did_you_mean(key, LOG_KEYS)}"))
+        elif key == "json":
+            if not isinstance(value, bool):
+                problems.append(lines.problem(("log", key), "must be true or false"))
+            else:
+                options[key] = value
+        elif key in ("file", "rotation", "retention"):
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                problems.append(lines.problem(("log", key), {"file": "must be a file path, such as var/engine.log",
+                                                             "rotation": "must be a size or a time, such as "
+                                                                         "\"100 MB\" or \"00:00\"",
+                                                             "retention": "must be a duration, such as "
+                                                                          "\"14 days\""}[key]))
+            else:
+                options[key] = str(value)
     level = str(raw.get("level", "INFO")).upper()
     if level not in LOG_LEVELS:
         problems.append(lines.problem(("log", "level"), f"unknown log level {raw.get('level')!r}; "
                                       f"choose one of: {', '.join(LOG_LEVELS)}"))
-        return "INFO"
-    return level
+        return "INFO", options
+    return level, options
 
 
 def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:
@@ -222,6 +255,33 @@ def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:
                 setattr(cfg, key, parse_duration(value))
             except ValueError as exc:
                 problems.append(lines.problem(path, str(exc)))
+        elif key == "retry":
+            cfg.retry = _retry(value, lines, problems)
         else:
-            problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, ['batch_size', 'tick', 'lease'])}"))
+            problems.append(lines.problem(path, f"unknown key {key!r}"
+                                                f"{did_you_mean(key, ['batch_size', 'tick', 'lease', 'retry'])}"))
+    return cfg
+
+
+def _retry(raw, lines: Lines, problems: list) -> RetryConfig:
+    cfg = RetryConfig()
+    if not isinstance(raw, dict):
+        problems.append(lines.problem(("dispatch", "retry"), "must be a mapping such as "
+                                                             "{attempts: 5, backoff: 30s, max_backoff: 30m}"))
+        return cfg
+    for key, value in raw.items():
+        path = ("dispatch", "retry", key)
+        if key == "attempts":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(lines.problem(path, "must be a whole number of attempts, 1 or more (1: never retry)"))
+            else:
+                cfg.attempts = value
+        elif key in ("backoff", "max_backoff"):
+            try:
+                setattr(cfg, key, parse_duration(value))
+            except ValueError as exc:
+                problems.append(lines.problem(path, str(exc)))
+        else:
+            problems.append(lines.problem(path, f"unknown key {key!r}"
+                                                f"{did_you_mean(key, ['attempts', 'backoff', 'max_backoff'])}"))
     return cfg

@@ -6,6 +6,7 @@ Nothing else in the engine knows APScheduler."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ class Daemon:
         `reloader`: watch the project's files and reload them while running."""
         self.engine = engine
         self.reloader = reloader
+        engine.log_decisions = engine.dispatcher.log_decisions = True
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -40,6 +42,16 @@ class Daemon:
         if cfg.enabled if http is None else http:
             app = build_app(engine, cfg, metrics=self.metrics, health=self.health, environ=environ)
             self.server = HttpServer(app, cfg.host, cfg.port)  # binds now: a port in use fails at start-up
+
+    def _record(self, state: str) -> None:
+        """What `run.py status` shows of this daemon."""
+        project = self.engine.project
+        value = {"state": state, "pid": os.getpid(), "rules": len(project.rules.rules),
+                 "http": f"{self.server.address[0]}:{self.server.address[1]}" if self.server else None}
+        try:
+            self.engine.store.set_daemon_state("daemon", value, datetime.now(timezone.utc))
+        except Exception:  # noqa: BLE001 - status is a convenience; the daemon runs without it
+            log.exception("could not record the daemon's state for run.py status")
 
     def health(self) -> dict:
         """What GET /healthz shows: ok when the database answers and the scheduler runs."""
@@ -101,10 +113,14 @@ class Daemon:
                                max_instances=1, next_run_time=now, misfire_grace_time=None)
         self.scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", coalesce=True,
                                max_instances=1, next_run_time=now, misfire_grace_time=None)
-        self.scheduler.add_job(self.housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping",
+        # in-flight messages of a dispatcher that died come back once their lease is over
+        lease = self.engine.project.config.dispatch.lease.total_seconds()
+        housekeeping = max(1.0, min(HOUSEKEEPING_SECONDS, lease / 2))
+        self.scheduler.add_job(self.housekeeping, "interval", seconds=housekeeping, id="housekeeping",
                                coalesce=True, max_instances=1, next_run_time=now, misfire_grace_time=None)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        self._record("running")
         self.scheduler.start()
         if self.server is not None:
             self.server.start()
@@ -124,5 +140,6 @@ class Daemon:
                 self.server.stop()
             log.info("stopping: finishing the dispatch pass in flight")
             self.scheduler.shutdown(wait=True)
+            self._record("stopped")
             self.engine.close()
             log.info("stopped")

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from engine.channels import Channel, Outbound, SendError
+from engine.config import RetryConfig
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
 from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
 from engine.profile import ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.sms import SmsStyle
+from engine.templates import mask_phone
 from engine.state import new_customer
 from engine.store import Store
 
@@ -92,8 +94,12 @@ class _Rows:
 
 class Dispatcher:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], templates, channels: dict[str, Channel],
-                 gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500, profile: ProfileConfig | None = None):
+                 gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500, profile: ProfileConfig | None = None,
+                 retry: RetryConfig | None = None, health: "ChannelHealth | None" = None):
         self.profile = profile
+        self.retry = retry or RetryConfig()
+        self.health = health or ChannelHealth()
+        self.log_decisions = False  # the daemon's operator log: one line per decision
         self.store = store
         self.rules = rules
         self.templates = templates
@@ -159,6 +165,8 @@ class Dispatcher:
             channel.flush()
         for row in sent_log:
             report.count(row["outcome"], row["rule_id"])
+        report.rescheduled.extend((row["customer_id"], update["due_at"]) for row, update in zip(sent_log, sent_updates)
+                                  if update["state"] == "pending")
         failed = set(unreserve)
         for message, at, decision, depends_on in provisional:
             if failed & depends_on:  # the send that capped it did not happen: judge it again
@@ -168,11 +176,23 @@ class Dispatcher:
                 sent_updates.append(_update(message, at, decision.outcome, decision))
                 sent_log.append(_log_row(message, at, decision))
         self.store.finish(sent_updates, sent_log, unreserve)
+        if self.log_decisions:
+            self._log_decisions(sent_log, decided, customers)
         for message, _, decision in decided:
             report.count(decision.outcome, message["rule_id"])
             if decision.retry_at is not None:
                 report.rescheduled.append((message["customer_id"], decision.retry_at))
         return report
+
+    def _log_decisions(self, sent_log: list[dict], decided: list, customers: dict) -> None:
+        """One operator log line per decision: rule, customer (phone masked), outcome, reason."""
+        rows = sent_log + [_log_row(m, at, d) for m, at, d in decided if d.logged]
+        for row in rows:
+            customer = customers.get(row["customer_id"]) or {}
+            phone = f" ({mask_phone(customer['phone'])})" if customer.get("phone") else ""
+            why = f"/{row['reason']}" if row["reason"] else ""
+            detail = f": {row['detail']}" if row["detail"] else ""
+            log.info("{} {}{} {}{}{}", row["rule_id"], row["customer_id"], phone, row["outcome"], why, detail)
 
     # before the gate ---------------------------------------------------------------------
     def _prepare(self, message: dict, rule: Rule | None, customer: dict, order: dict | None,
@@ -203,6 +223,11 @@ class Dispatcher:
         if channel is None:
             return Decision("failed", "channel_unavailable",
                             f"channel {message['channel']!r} is not in config.yaml any more")
+        paused = self.health.paused_until(channel.name, at)
+        if paused is not None:  # the provider is failing: wait without using an attempt
+            return Decision("deferred", "retry", f"{channel.name} paused after {ChannelHealth.PAUSE_AFTER} failures in "
+                                                 f"a row ({self.health.last_error(channel.name)}); next try "
+                                                 f"{paused.astimezone(self.tz):%Y-%m-%d %H:%M:%S}", retry_at=paused)
         to = channel.address(customer)
         if to is None:
             return Decision("failed", "no_contact", f"customer {message['customer_id']} has no "
@@ -301,15 +326,89 @@ class Dispatcher:
                 continue
             outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
                                 message["kind"], message["customer_id"], message["order_id"], r.to, body, at)
+            paused = self.health.paused_until(r.channel.name, at)
+            if paused is not None:  # paused by a failure earlier in this batch
+                decision = Decision("deferred", "retry", f"{r.channel.name} paused after repeated failures "
+                                                         f"({self.health.last_error(r.channel.name)}); next try "
+                                                         f"{paused.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
+                                    retry_at=paused)
+                unreserve.append(message["id"])
+                updates.append(_update(message, at, "pending", decision))
+                log_rows.append(_log_row(message, at, decision))
+                continue
             try:
                 r.channel.send(outbound)
                 decision = Decision("sent", body=body)
+                self.health.succeeded(r.channel.name)
             except SendError as exc:
-                decision = Decision("failed", "channel_error", f"{r.channel.name}: {exc.reason}", body=body)
+                decision = self._failed(message, at, r.channel.name, exc)
                 unreserve.append(message["id"])
-            updates.append(_update(message, at, decision.outcome, decision))
+            updates.append(_update(message, at, "pending" if decision.outcome == "deferred" else decision.outcome,
+                                   decision))
             log_rows.append(_log_row(message, at, decision))
         return updates, log_rows, unreserve
+
+    def _failed(self, message: dict, at: datetime, channel: str, exc: SendError) -> Decision:
+        """A send that failed: a transient failure is tried again after a backoff, up to
+        the configured attempts; a permanent one, or the last attempt, fails."""
+        attempt = message["attempts"] + 1  # this one (counted when the gate let it go)
+        if exc.permanent:
+            return Decision("failed", "channel_error", f"{channel}: {exc.reason} (permanent: not retried)")
+        self.health.failed(channel, exc.reason, at, self.retry.backoff)
+        if attempt >= self.retry.attempts:
+            return Decision("failed", "channel_error", f"{channel}: {exc.reason} (attempt {attempt} of "
+                                                       f"{self.retry.attempts}: giving up)")
+        retry_at = at + backoff(self.retry, attempt, message["id"])
+        return Decision("deferred", "retry", f"{channel}: {exc.reason} (attempt {attempt} of {self.retry.attempts}); "
+                                             f"next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
+                        retry_at=retry_at)
+
+
+def backoff(retry: RetryConfig, attempt: int, message_id: int) -> timedelta:
+    """Exponential backoff after failed attempt number `attempt` (1, 2, ...): `backoff`,
+    doubling, at most `max_backoff`; with a jitter of up to a quarter of it taken from the
+    message id, so a burst of failures does not come back all at once, and a dry-run
+    gives the same times every time."""
+    delay = min(retry.max_backoff, retry.backoff * (2 ** (attempt - 1)))
+    spread = ((message_id * 2654435761 + attempt * 40503) % 1000) / 1000  # 0 <= spread < 1
+    return delay * (1 - spread / 4)
+
+
+class ChannelHealth:
+    """Consecutive transient failures per channel. After PAUSE_AFTER in a row, the
+    channel is paused for the retry backoff: its messages wait without calling the
+    provider (nor using attempts), and the other channels go on meanwhile."""
+
+    PAUSE_AFTER = 5
+
+    def __init__(self):
+        self._failures: dict[str, int] = {}
+        self._paused: dict[str, datetime] = {}
+        self._errors: dict[str, str] = {}
+
+    def failed(self, channel: str, reason: str, at: datetime, pause: timedelta) -> None:
+        self._failures[channel] = self._failures.get(channel, 0) + 1
+        self._errors[channel] = reason
+        if self._failures[channel] >= self.PAUSE_AFTER and channel not in self._paused:
+            self._paused[channel] = at + pause
+            log.warning("channel {} paused until {}: {} failures in a row ({})", channel, self._paused[channel],
+                        self._failures[channel], reason)
+
+    def succeeded(self, channel: str) -> None:
+        self._failures.pop(channel, None)
+
+    def paused_until(self, channel: str, at: datetime) -> datetime | None:
+        until = self._paused.get(channel)
+        if until is None:
+            return None
+        if at >= until:  # time for a probe: the next send decides
+            del self._paused[channel]
+            self._failures[channel] = self.PAUSE_AFTER - 1  # one more failure pauses it again
+            return None
+        return until
+
+    def last_error(self, channel: str) -> str:
+        return self._errors.get(channel, "")
 
 
 def _held(hold: Hold) -> Decision:

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from engine.app import Engine, Project
 from engine.channels import Channel
-from engine.channels.recording import RecordingChannel
+from engine.channels.recording import FailingRecordingChannel, RecordingChannel
 from engine.clock import VirtualClock
 from engine.errors import EventError
 from engine.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
@@ -171,14 +171,18 @@ class _Replay:
 
 
 def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime | None = None,
-            workdir: Path | None = None) -> DryRunResult:
+            workdir: Path | None = None, failing: dict[str, float] | None = None) -> DryRunResult:
+    """`failing`: channel name -> the share of its attempts that fail (a provider outage
+    to rehearse: retries, pauses and final failures then show in the decisions)."""
     entries, rejected = _timetable(lines, project)
     until = until or _until_after(project, entries[-1][0] if entries else None)
     kept = [entry for entry in entries if until is None or entry[0] <= until]
     del entries
     start = kept[0][0] if kept else until
     tz = project.config.timezone
-    channels = {name: RecordingChannel.twin(name, c.options, project.config.base_dir)
+    failing = failing or {}
+    channels = {name: (FailingRecordingChannel.failing_twin(name, c.options, project.config.base_dir, failing[name])
+                       if name in failing else RecordingChannel.twin(name, c.options, project.config.base_dir))
                 for name, c in project.config.channels.items()}
     with tempfile.TemporaryDirectory(prefix="engine-dry-run-", dir=workdir) as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'dry-run.db'}", throwaway=True)

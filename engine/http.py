@@ -20,6 +20,8 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from typing import Any, Callable
 
 from loguru import logger
@@ -35,6 +37,7 @@ from engine.http_config import HttpConfig
 
 log = logger.bind(component="http")
 SIGNATURE_HEADER = "X-Signature"
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # Aliyun's push times are mainland time
 
 
 class TooLarge(Exception):
@@ -159,6 +162,35 @@ class Intake:
                 "scheduled": len(report.scheduled) if report else 0,
                 "rejected": [{"line": r["line"], "reason": r["reason"]} for r in rejected]}
 
+    def replies(self, replies: list[dict]) -> int:
+        """Unsubscribe the senders of T / TD / 退订 / R replies from every SMS channel, as
+        `customer.unsubscribed` events (idempotent: one event id per reply and customer)."""
+        config = self.engine.project.config
+        sms = [name for name, c in config.channels.items() if "sms" in c.options or c.type == "aliyun_sms"]
+        events: list[Event] = []
+        now = self.engine.clock.now()
+        for reply in replies:
+            if str(reply.get("content", "")).strip().lower() not in UNSUBSCRIBE_WORDS:
+                continue
+            phone = str(reply.get("phone_number", ""))
+            try:
+                when = (datetime.strptime(str(reply.get("send_time")), "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI)
+                        .astimezone(timezone.utc))
+            except ValueError:
+                when = now
+            ref = reply.get("sequence_id") or f"{phone}/{reply.get('send_time')}"
+            for customer_id in self.engine.store.customers_by_phone(phone):
+                for channel in sms:
+                    events.append(Event(f"smsup-{ref}-{customer_id}-{channel}", "customer.unsubscribed", when,
+                                        {"id": customer_id}, None, {"channel": channel, "source": "sms reply"}))
+        if events:
+            with self.lock:
+                self.engine.ingest(events)
+        return len({e.customer["id"] for e in events})
+
+
+UNSUBSCRIBE_WORDS = {"t", "td", "退订", "r"}
+
 
 def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dict] | None = None,
               environ: dict[str, str] | None = None) -> Starlette:
@@ -210,6 +242,37 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
         del result["rejected"]
         return JSONResponse(result, status_code=202)
 
+    async def sms_replies(request: Request) -> Response:
+        """Aliyun SmsUp push: the customers' replies. T / TD / 退订 / R (any case) unsubscribe
+        that number from marketing SMS. Aliyun cannot send our headers: the token may
+        also come as ?token=... in the push URL configured at Aliyun."""
+        client = request.client.host if request.client else "?"
+        if not credentials.configured:
+            return JSONResponse({"code": 1, "msg": f"set {cfg.token_env} or {cfg.hmac_env}"}, status_code=503)
+        try:
+            body = await read_body(request)
+        except TooLarge:
+            return JSONResponse({"code": 1, "msg": "body too large"}, status_code=413)
+        headers = dict(request.headers)
+        token = request.query_params.get("token")
+        if token is not None and "authorization" not in headers:
+            headers["authorization"] = f"Bearer {token}"
+        problem = credentials.check(headers, body)
+        if problem is not None:
+            log.warning("POST /sms/replies from {} refused (401): {}", client, problem)
+            return JSONResponse({"code": 1, "msg": problem}, status_code=401)
+        try:
+            replies = json.loads(body)
+            if isinstance(replies, dict):
+                replies = [replies]
+            if not isinstance(replies, list) or not all(isinstance(r, dict) for r in replies):
+                raise ValueError("not a list of objects")
+        except ValueError as exc:
+            return JSONResponse({"code": 1, "msg": f"expected Aliyun's SmsUp JSON array: {exc}"}, status_code=400)
+        done = await run_in_threadpool(intake.replies, replies)
+        log.info("SmsUp from {}: {} replies, {} customers unsubscribed from marketing SMS", client, len(replies), done)
+        return JSONResponse({"code": 0, "msg": "接收成功"})
+
     async def healthz(request: Request) -> Response:
         state = await run_in_threadpool(health) if health else {"status": "ok"}
         return JSONResponse(state, status_code=200 if state.get("status") == "ok" else 503)
@@ -222,6 +285,7 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
 
     return Starlette(routes=[
         Route("/events", post_events, methods=["POST"]),
+        Route("/sms/replies", sms_replies, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
     ])

@@ -24,5 +24,8 @@ REASONS: dict[str, tuple[tuple[str, ...], str]] = {
     "expression_error": (("failed",), "an `if`, `unless` or `send_at` expression could not be evaluated"),
     "no_contact": (("failed",), "the customer has no address for the channel (no phone for SMS, no email)"),
     "channel_unavailable": (("failed",), "the message's channel is no longer in config.yaml"),
-    "channel_error": (("failed",), "the channel reported a delivery failure"),
+    "channel_error": (("failed",), "the channel reported a delivery failure: a permanent one (invalid number, "
+                                   "rejected template), or a transient one on the last of `dispatch.retry.attempts`"),
+    "retry": (("deferred",), "a transient channel failure (timeout, 5xx, provider rate limit) or a channel paused "
+                             "after repeated failures; the detail gives the error, the attempt and the next try"),
 }

@@ -51,6 +51,10 @@ class Reloader:
         with self._lock:
             result = self._reload()
             self.last = result
+            try:  # for `run.py status`
+                self.engine.store.set_daemon_state("last_reload", result.as_dict(), result.at)
+            except Exception:  # noqa: BLE001 - the reload happened; only its report is missing
+                log.exception("could not record the reload result for run.py status")
             return result
 
     def _reload(self) -> ReloadResult:

@@ -29,6 +29,7 @@ class HttpServer:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}; change http.listen in config.yaml "
                               "(or stop what uses the port)") from None
         self.sock.listen(2048)
+        self._address: tuple[str, int] = tuple(self.sock.getsockname()[:2])
         self.sock.set_inheritable(True)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=30)
         self.server = uvicorn.Server(config)
@@ -37,8 +38,7 @@ class HttpServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
+        return self._address
 
     def start(self, timeout: float = 15.0) -> None:
         self.thread.start()

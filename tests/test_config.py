@@ -56,10 +56,25 @@ BROKEN = [
         """\
         channels:
           sms:
-            type: aliyun_sms
+            type: tencent_sms
         """,
-        ["config.yaml:3: channels.sms.type: unknown channel type 'aliyun_sms'; known: file, log, recording"],
+        ["config.yaml:3: channels.sms.type: unknown channel type 'tencent_sms'; known: aliyun_sms, file, log, "
+         "recording, smtp, webhook"],
         id="unknown-channel-type-lists-types"),
+    pytest.param(
+        """\
+        channels:
+          sms:
+            type: aliyun_sms
+            sign_name: 山野户外
+        """,
+        ["config.yaml:2: channels.sms.template_code: channel type aliyun_sms needs 'template_code': the approved "
+         "template, such as SMS_15305xxxx, whose text is ${content}",
+         "config.yaml:2: channels.sms.access_key_id_env: channel type aliyun_sms needs 'access_key_id_env': the NAME "
+         "of the environment variable holding the AccessKey ID",
+         "config.yaml:2: channels.sms.access_key_secret_env: channel type aliyun_sms needs 'access_key_secret_env': "
+         "the NAME of the environment variable holding the AccessKey secret"],
+        id="aliyun-sms-missing-settings"),
     pytest.param(
         """\
         channels:
@@ -67,8 +82,8 @@ BROKEN = [
             type: fille
             path: var/outbox/sms.jsonl
         """,
-        ["config.yaml:3: channels.sms.type: unknown channel type 'fille'; known: file, log, recording; "
-         "did you mean 'file'?"],
+        ["config.yaml:3: channels.sms.type: unknown channel type 'fille'; known: aliyun_sms, file, log, recording, "
+         "smtp, webhook; did you mean 'file'?"],
         id="channel-type-typo"),
     pytest.param(
         """\
@@ -76,7 +91,7 @@ BROKEN = [
           sms:
             path: var/outbox/sms.jsonl
         """,
-        ["config.yaml:2: channels.sms: needs a type; known types: file, log, recording"],
+        ["config.yaml:2: channels.sms: needs a type; known types: aliyun_sms, file, log, recording, smtp, webhook"],
         id="channel-without-type"),
     pytest.param(
         """\
@@ -85,7 +100,7 @@ BROKEN = [
             type: file
             contact: phone
         """,
-        ["config.yaml:2: channels.sms.path: a file channel needs 'path': file to append JSON lines to, "
+        ["config.yaml:2: channels.sms.path: channel type file needs 'path': file to append JSON lines to, "
          "relative to config.yaml"],
         id="file-channel-without-path"),
     pytest.param(
@@ -163,6 +178,12 @@ BROKEN = [
          "config.yaml:5: http.lisen: unknown key 'lisen'; did you mean 'listen'?"],
         id="http-section"),
     pytest.param(
+        "dispatch:\n  retry:\n    attempts: 0\n    backoff: soon\n    tries: 3\n",
+        ["config.yaml:3: dispatch.retry.attempts: must be a whole number of attempts, 1 or more (1: never retry)",
+         f"config.yaml:4: dispatch.retry.backoff: bad duration 'soon'; {DURATION_HINT}",
+         "config.yaml:5: dispatch.retry.tries: unknown key 'tries'"],
+        id="dispatch-retry"),
+    pytest.param(
         "http: [127.0.0.1]\n",
         ["config.yaml:1: http: must be a mapping such as {listen: \"127.0.0.1:8787\"}, "
          "or false to run without the HTTP API"],
@@ -187,7 +208,7 @@ def test_every_config_error_is_reported_at_once(write):
 
     assert problems(path) == [
         "config.yaml:1: timezone: unknown time zone 'Asia/Shangai'; write an IANA name such as Asia/Shanghai",
-        "config.yaml:3: channels.sms.path: a file channel needs 'path': file to append JSON lines to, "
+        "config.yaml:3: channels.sms.path: channel type file needs 'path': file to append JSON lines to, "
         "relative to config.yaml",
         f"config.yaml:6: dispatch.tick: bad duration 'soon'; {DURATION_HINT}",
     ]

@@ -234,3 +234,34 @@ def test_a_port_in_use_is_a_clear_error_at_start_up(engine):
             HttpServer(build_app(engine, HttpConfig()), "127.0.0.1", port)
     finally:
         taken.close()
+
+
+def test_an_sms_reply_t_unsubscribes_that_number_from_marketing_sms(api, engine):
+    server = api()
+    other = created("e-2", customer="c-2", order="o-2")
+    other["customer"]["phone"] = "+86 13911112222"
+    server.post([created("e-1", customer="c-1", order="o-1"), other])
+    replies = [
+        {"phone_number": "13911112222", "send_time": "2026-11-11 10:05:00", "content": " 退订 ", "sign_name": "山野户外",
+         "dest_code": "1234", "sequence_id": 9001},
+        {"phone_number": "13800000000", "send_time": "2026-11-11 10:06:00", "content": "好的，谢谢", "sign_name": "山野户外",
+         "dest_code": "1234", "sequence_id": 9002},
+    ]
+
+    for _ in range(2):  # Aliyun pushes again when unsure: the same reply changes nothing more
+        status, body, _ = server.request("POST", f"/sms/replies?token={TOKEN}", json.dumps(replies).encode(),
+                                         {"Content-Type": "application/json"})
+        assert (status, json.loads(body)) == (200, {"code": 0, "msg": "接收成功"})
+
+    customers = {c["id"]: c for c in engine.store.rows("customers")}
+    assert customers["c-2"]["opted_out"] == ["sms"]
+    assert customers["c-1"]["opted_out"] == []
+    assert [e["type"] for e in engine.store.rows("events") if e["customer_id"] == "c-2"] == [
+        "order.created", "customer.unsubscribed"]
+
+
+def test_sms_replies_without_the_token_are_refused(api, engine):
+    status, body, _ = api().request("POST", "/sms/replies", b"[]", {"Content-Type": "application/json"})
+
+    assert status == 401
+    assert json.loads(body)["code"] == 1

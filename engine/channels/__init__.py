@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.channels.aliyun_sms import AliyunSmsChannel
 from engine.channels.base import Channel, Outbound, SendError
 from engine.channels.file import FileChannel
 from engine.channels.log import LogChannel
 from engine.channels.recording import RecordingChannel
+from engine.channels.smtp import SmtpChannel
+from engine.channels.webhook import WebhookChannel
 from engine.errors import UnknownKindError
 
 REGISTRY: dict[str, type[Channel]] = {
     "log": LogChannel,
     "file": FileChannel,
     "recording": RecordingChannel,
+    "webhook": WebhookChannel,
+    "aliyun_sms": AliyunSmsChannel,
+    "smtp": SmtpChannel,
 }
 
 

@@ -66,7 +66,7 @@ class Channel:
                                  f"options: {', '.join(cls.options_help)}"))
         for key in cls.required:
             if key not in options:
-                out.append((key, f"a {cls.type_name} channel needs {key!r}: {cls.options_help[key]}"))
+                out.append((key, f"channel type {cls.type_name} needs {key!r}: {cls.options_help[key]}"))
         contact = options.get("contact")
         if contact is not None and contact not in cls.CONTACTS:
             out.append(("contact", f"contact must be one of {', '.join(cls.CONTACTS)}, not {contact!r}"))

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, delete, func, inspect, select, text, updat
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, OBSOLETE_INDEXES, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
+from engine.store.tables import (IN_FLIGHT_WHERE, daemon_state, OBSOLETE_INDEXES, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
                                  rejected_events, sends)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
@@ -156,6 +156,42 @@ class Store:
                     f"WHERE {where}", (detail, at, rule_id))
                 cancelled += result.rowcount
         return cancelled
+
+    def set_daemon_state(self, key: str, value: dict, now: datetime) -> None:
+        stmt = dialect.insert_for(self.engine, daemon_state).values(key=key, value=value, updated_at=now)
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now}))
+
+    def daemon_state(self) -> dict[str, dict]:
+        with self.engine.connect() as conn:
+            return {r.key: {**r.value, "updated_at": r.updated_at}
+                    for r in conn.execute(select(daemon_state.c.key, daemon_state.c.value, daemon_state.c.updated_at))}
+
+    def next_due(self, limit: int = 10) -> list[dict]:
+        """The earliest pending messages."""
+        stmt = (select(messages.c.due_at, messages.c.rule_id, messages.c.customer_id, messages.c.channel,
+                       messages.c.reason).where(text(PENDING_WHERE)).order_by(messages.c.due_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def recent_log(self, outcome: str, since: datetime, limit: int = 10) -> list[dict]:
+        """The latest log rows with this outcome since `since`, newest first."""
+        stmt = (select(message_log).where(message_log.c.outcome == outcome, message_log.c.time >= since)
+                .order_by(message_log.c.time.desc(), message_log.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def customers_by_phone(self, phone: str) -> list[str]:
+        """Ids of the customers whose phone is this mainland number, written bare or with
+        +86 / 86 / 0086."""
+        digits = "".join(ch for ch in phone if ch.isdigit())
+        for prefix in ("0086", "86"):
+            if len(digits) == 11 + len(prefix) and digits.startswith(prefix):
+                digits = digits[len(prefix):]
+        forms = [digits, f"+86{digits}", f"86{digits}", f"0086{digits}", f"+86 {digits}"]
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(customers.c.id).where(customers.c.phone.in_(forms))
+                                               .order_by(customers.c.id))]
 
     def queue_depth(self) -> dict[tuple[str, str], int]:
         """(rule, state) -> messages pending or in flight."""

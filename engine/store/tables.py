@@ -176,6 +176,14 @@ sweeps = Table(
     Column("seconds", Float, nullable=False),
 )
 
+# What a running daemon reports about itself for `run.py status` (last reload, start).
+daemon_state = Table(
+    "daemon_state", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 message_log = Table(
     "message_log", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
