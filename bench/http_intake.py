@@ -112,6 +112,8 @@ def main(argv=None) -> int:
     for db in args.db.split(","):
         for label, count, per_request in (("single", args.single, 1), ("batched", args.batched, args.batch)):
             chunk = lines[:count]
+            if not chunk:
+                continue
             if db == "sqlite":
                 figures = measure(common.sqlite_url(common.OUT / "bench-http.db"), chunk, per_request, args.clients)
             else:

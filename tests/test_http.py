@@ -69,7 +69,7 @@ def test_one_event_is_stored_and_schedules_its_messages(api, engine):
     status, answer = api().post(created("e-1"))
 
     assert status == 202
-    assert answer == {"accepted": ["e-1"], "duplicates": [], "scheduled": 1}
+    assert answer == {"accepted": ["e-1"], "duplicates": []}
     assert [e["id"] for e in engine.store.rows("events")] == ["e-1"]
     assert [(m["rule_id"], m["customer_id"], m["state"]) for m in engine.store.rows("messages")] == [
         ("payment-reminder", "c-1", "pending")]
@@ -94,7 +94,7 @@ def test_a_repeated_event_id_is_accepted_and_ignored(api, engine):
     status, answer = server.post([created("e-1"), created("e-2", 1, customer="c-2", order="o-2")])
 
     assert status == 202
-    assert answer == {"accepted": ["e-1", "e-2"], "duplicates": ["e-1"], "scheduled": 1}
+    assert answer == {"accepted": ["e-1", "e-2"], "duplicates": ["e-1"]}
     assert engine.store.count("messages") == 2  # e-1's reminder once, e-2's
 
 
@@ -265,3 +265,27 @@ def test_sms_replies_without_the_token_are_refused(api, engine):
 
     assert status == 401
     assert json.loads(body)["code"] == 1
+
+
+def test_concurrent_one_event_requests_are_all_stored_once(api, engine):
+    import threading
+
+    server = api()
+    events = [created(f"e-{i}", i, customer=f"c-{i}", order=f"o-{i}") for i in range(60)]
+    answers: list = []
+
+    def send(chunk):
+        for e in chunk:
+            answers.append(server.post(e))
+
+    threads = [threading.Thread(target=send, args=(events[i::6],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(status for status, _ in answers) == [202] * 60
+    assert sorted(a["accepted"][0] for _, a in answers) == sorted(e["id"] for e in events)
+    assert all(a["duplicates"] == [] for _, a in answers)
+    assert engine.store.count("events") == 60
+    assert engine.store.count("messages") == 60  # one payment reminder each
