@@ -365,7 +365,7 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
         upcoming = store.next_due(next_count)
         failures = store.recent_log("failed", now - timedelta(days=1))
         state = store.daemon_state()
-        phones = {c["id"]: c.get("phone") for c in store.customers_by_id(m["customer_id"] for m in upcoming)}
+        phones = {c["id"]: c.get("phone") for c in store.customers_by_id(m["customer_id"] for m in upcoming).values()}
     finally:
         store.close()
 

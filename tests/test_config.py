@@ -184,6 +184,11 @@ BROKEN = [
          "config.yaml:5: dispatch.retry.tries: unknown key 'tries'"],
         id="dispatch-retry"),
     pytest.param(
+        "log:\n  json: yes please\n  rotaton: 100 MB\n",
+        ["config.yaml:2: log.json: must be true or false",
+         "config.yaml:3: log.rotaton: unknown key 'rotaton'; did you mean 'rotation'?"],
+        id="log-options"),
+    pytest.param(
         "http: [127.0.0.1]\n",
         ["config.yaml:1: http: must be a mapping such as {listen: \"127.0.0.1:8787\"}, "
          "or false to run without the HTTP API"],

@@ -141,6 +141,11 @@ def test_the_daemon_sends_what_an_ingested_file_makes_due_and_stops_cleanly_on_s
     assert len(outbox_lines(tmp_path / "outbox" / "sms.jsonl", 0)) == 2  # nothing more after the wait
     lines = log.read_text(encoding="utf-8").splitlines()
     assert any(line.endswith("[daemon] dispatched 4 messages: cancelled 2, sent 2") for line in lines), lines
+    # one operator line per decision, the phone masked
+    assert any(line.endswith("[dispatch] payment-reminder c-1 (138****0000) sent") for line in lines), lines
+    assert any("[dispatch] payment-reminder c-2 (138****0000) cancelled/unless: order o-2 is paid now" in line
+               for line in lines), lines
+    assert not any("13800000000" in line for line in lines)
     assert lines[-1].endswith("[daemon] stopped"), lines
     store = Store(db_url, create=False)
     try:
@@ -301,3 +306,29 @@ def test_the_running_daemon_reloads_a_changed_rule_file_and_refuses_a_broken_one
     text = log.read_text(encoding="utf-8")
     assert "reload refused: 1 error(s); the last good rules, templates and config keep running" in text
     assert "reloaded: 22 rules (0 added, 0 removed, 1 changed)" in text
+
+
+def test_status_shows_the_queue_the_next_due_failures_and_the_daemons_state(daemon, config, tmp_path):
+    proc, log = daemon
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    events = [created("evt-1", 0, customer="c-1", order="o-1", start=now + timedelta(minutes=5)),  # due in 35 min
+              created("evt-2", 0, customer="c-2", order="o-2", start=now - timedelta(minutes=40))]  # due now
+    events[1]["customer"]["phone"] = ""  # no phone: fails as no_contact
+    source = tmp_path / "orders.jsonl"
+    source.write_text(jsonl(events), encoding="utf-8")
+    assert run_py("ingest", str(source), "--config", str(config)).returncode == 0
+    wait_for(lambda: "no_contact" in log.read_text(encoding="utf-8"), "the failure", proc, log)
+
+    result = run_py("status", "--config", str(config))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=DEADLINE) == 0
+    after = run_py("status", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(rf"^daemon: running \(pid {proc.pid}, since .*, HTTP 127.0.0.1:{http_port(config)}\)$", out, re.M), out
+    assert "rules on disk: 22 (22 enabled), 0 error(s)" in out
+    assert re.search(r"^  payment-reminder\s+1\s+0\s+0$", out, re.M), out
+    assert re.search(r"^  \S+ \S+  payment-reminder\s+sms\s+c-1 \(138\*\*\*\*0000\)$", out, re.M), out
+    assert re.search(r"payment-reminder\s+c-2  no_contact: customer c-2 has no phone for channel sms", out), out
+    assert after.stdout.startswith(f"daemon: stopped (pid {proc.pid}")

@@ -20,6 +20,7 @@ import hmac
 import os
 import time
 import urllib.parse
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -43,6 +44,8 @@ class WebhookChannel(Channel):
         "secret_env": "dingtalk: the NAME of the environment variable holding the robot's signing secret (加签)",
         "timeout": "how long to wait for an answer, such as 10s (default)",
         "headers": "extra HTTP headers to send (no secrets: use url_env / secret_env)",
+        "body": "generic: the JSON to send instead of the message, with {to}, {body}, {idempotency_key}, "
+                "{message_id}, {rule_id}, {customer_id}, {kind} in its strings (an HTTP SMS gateway's format)",
     }
 
     def __init__(self, name, options, base_dir):
@@ -69,6 +72,12 @@ class WebhookChannel(Channel):
         headers = options.get("headers")
         if headers is not None and not isinstance(headers, dict):
             out.append(("headers", "must be a mapping of header names to values"))
+        body = options.get("body")
+        if body is not None:
+            try:
+                _fill(body, Outbound(0, "k", "c", "r", "service", "c-1", None, "138", "text", datetime.now()))
+            except (KeyError, ValueError, IndexError) as exc:
+                out.append(("body", f"unknown placeholder {exc}; use {', '.join('{' + f + '}' for f in FIELDS)}"))
         return out
 
     def _url(self) -> str:
@@ -84,7 +93,7 @@ class WebhookChannel(Channel):
         url = self._url()
         headers = {"Idempotency-Key": message.idempotency_key}
         if self.preset == "generic":
-            payload: dict = message.to_json()
+            payload: Any = _fill(self.options["body"], message) if "body" in self.options else message.to_json()
         else:
             payload = {"msgtype": "text", "text": {"content": message.body}}
             if self.preset == "dingtalk" and self.options.get("secret_env"):
@@ -127,6 +136,20 @@ class WebhookChannel(Channel):
 
     def close(self) -> None:
         self.client.close()
+
+
+FIELDS = ("to", "body", "idempotency_key", "message_id", "rule_id", "customer_id", "kind")
+
+
+def _fill(template: Any, message: Outbound) -> Any:
+    """The `body` template with the message's fields put into its strings."""
+    if isinstance(template, str):
+        return template.format_map({f: getattr(message, f) for f in FIELDS})
+    if isinstance(template, dict):
+        return {k: _fill(v, message) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, message) for v in template]
+    return template
 
 
 def _excerpt(response: httpx.Response) -> str:

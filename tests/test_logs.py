@@ -1,0 +1,36 @@
+"""Operator logs: the text format by default; JSON lines and a rotated file on request."""
+
+from __future__ import annotations
+
+import json
+
+from loguru import logger
+
+from engine import logs
+
+
+def test_json_logs_go_to_the_file_one_object_per_line(tmp_path, capsys):
+    path = tmp_path / "engine.log"
+    logs.setup("INFO", json=True, file=str(path), rotation="1 MB", retention="7 days")
+    try:
+        logger.bind(component="dispatch").info("payment-reminder c-1 (138****0000) sent")
+        logger.bind(component="dispatch").debug("not at INFO")
+        logger.complete()
+    finally:
+        logs.setup("WARNING")
+
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(r["record"]["level"]["name"], r["record"]["message"], r["record"]["extra"]["component"])
+            for r in records] == [("INFO", "payment-reminder c-1 (138****0000) sent", "dispatch")]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and json.loads(err[0])["record"]["message"] == "payment-reminder c-1 (138****0000) sent"
+
+
+def test_text_logs_name_the_component(capsys):
+    logs.setup("INFO")
+    try:
+        logger.bind(component="daemon").info("running")
+    finally:
+        logs.setup("WARNING")
+
+    assert capsys.readouterr().err.rstrip().endswith("INFO    [daemon] running")
