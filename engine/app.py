@@ -97,7 +97,8 @@ class Engine:
         return self.intake.ingest(events, None if virtual else self.clock.now())
 
     def dispatch(self, now: datetime | None = None, *, virtual: bool = False, stop=None) -> DispatchReport:
-        return self.dispatcher.run(now or self.clock.now(), virtual=virtual, stop=stop)
+        return self.dispatcher.run(now or self.clock.now(), virtual=virtual, stop=stop,
+                                   clock=None if now is not None else self.clock.now)
 
     def sweep(self, now: datetime | None = None) -> SweepReport:
         """Enqueue what the calendar rules (idle, birthday, holiday, date, cron) have due."""

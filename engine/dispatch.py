@@ -110,12 +110,18 @@ class Dispatcher:
         self.batch_size = batch_size
         self.sms = {name: SmsStyle.from_options(ch.sms_options, shop) for name, ch in channels.items()}
 
-    def run(self, now: datetime, *, virtual: bool = False,
-            stop: Callable[[], bool] | None = None) -> DispatchReport:
+    def run(self, now: datetime, *, virtual: bool = False, stop: Callable[[], bool] | None = None,
+            clock: Callable[[], datetime] | None = None) -> DispatchReport:
         """Work off everything due at `now`, batch after batch (a backlog included, and
         messages deferred to a time that has come meanwhile). `stop` is asked between
-        batches: a stopping daemon finishes the batch in hand."""
+        batches: a stopping daemon finishes the batch in hand. `clock`: the real clock,
+        read again for each batch (a backlog that takes minutes is judged at the time each
+        batch goes, for quiet hours, and its lease starts then)."""
         report = DispatchReport()
+        if not virtual:  # an idle tick looks without taking the write lock
+            due = self.store.next_due_at()
+            if due is None or due > now:
+                return report
         # On the virtual clock nothing else writes while this runs (the dry-run ingests
         # between calls), so customers, orders and events read once are kept for the
         # rest of the run instead of being read and decoded again for each message.
@@ -125,6 +131,8 @@ class Dispatcher:
             report.add(batch)
             if batch.handled == 0 or (stop is not None and stop()):
                 return report
+            if clock is not None and not virtual:
+                now = max(now, clock())
 
     def _load(self, txn, claimed: list[dict], rows: "_Rows | None"):
         """The customers, orders and event data of a batch, by id (read in its transaction)."""
@@ -153,8 +161,12 @@ class Dispatcher:
             for message in claimed:
                 at = message["due_at"] if virtual else now
                 customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
-                result = self._prepare(message, rules.get(message["rule_id"]), customer,
-                                       orders.get(message["order_id"]), events.get(message["event_id"]), at)
+                try:
+                    result = self._prepare(message, rules.get(message["rule_id"]), customer,
+                                           orders.get(message["order_id"]), events.get(message["event_id"]), at)
+                except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
+                    log.exception("message {} of rule {}: unexpected error", message["id"], message["rule_id"])
+                    result = Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}")
                 if isinstance(result, Decision):
                     decided.append((message, at, result))
                 else:
@@ -168,16 +180,18 @@ class Dispatcher:
         report.rescheduled.extend((row["customer_id"], update["due_at"]) for row, update in zip(sent_log, sent_updates)
                                   if update["state"] == "pending")
         failed = set(unreserve)
+        judged_before = list(decided)
         for message, at, decision, depends_on in provisional:
             if failed & depends_on:  # the send that capped it did not happen: judge it again
                 sent_updates.append(_update(message, message["due_at"], "pending", Decision("pending")))
             else:
                 decided.append((message, at, decision))
-                sent_updates.append(_update(message, at, decision.outcome, decision))
+                sent_updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
+                                            else decision.outcome, decision))
                 sent_log.append(_log_row(message, at, decision))
         self.store.finish(sent_updates, sent_log, unreserve)
         if self.log_decisions:
-            self._log_decisions(sent_log, decided, customers)
+            self._log_decisions(sent_log, judged_before, customers)
         for message, _, decision in decided:
             report.count(decision.outcome, message["rule_id"])
             if decision.retry_at is not None:
@@ -225,9 +239,8 @@ class Dispatcher:
                             f"channel {message['channel']!r} is not in config.yaml any more")
         paused = self.health.paused_until(channel.name, at)
         if paused is not None:  # the provider is failing: wait without using an attempt
-            return Decision("deferred", "retry", f"{channel.name} paused after {ChannelHealth.PAUSE_AFTER} failures in "
-                                                 f"a row ({self.health.last_error(channel.name)}); next try "
-                                                 f"{paused.astimezone(self.tz):%Y-%m-%d %H:%M:%S}", retry_at=paused)
+            return self._wait_for(message, at, paused, f"{channel.name} paused after {ChannelHealth.PAUSE_AFTER} "
+                                                       f"failures in a row ({self.health.last_error(channel.name)})")
         to = channel.address(customer)
         if to is None:
             return Decision("failed", "no_contact", f"customer {message['customer_id']} has no "
@@ -273,8 +286,13 @@ class Dispatcher:
             if horizon is not None and ceil_minute(candidate.at) >= horizon:
                 continue  # still pending, untouched
             cid, channel = message["customer_id"], message["channel"]
-            hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
-                                                txn.channel_recent.get(channel))
+            try:
+                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
+                                                    txn.channel_recent.get(channel))
+            except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
+                log.exception("message {} of rule {}: unexpected error in the gate", message["id"], message["rule_id"])
+                decided.append((message, candidate.at, Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}")))
+                continue
             if hold is not None:
                 decision = _held(hold)
                 depends_on = reserved.intersection(hold.counted)
@@ -326,14 +344,15 @@ class Dispatcher:
                 continue
             outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
                                 message["kind"], message["customer_id"], message["order_id"], r.to, body, at)
-            paused = self.health.paused_until(r.channel.name, at)
-            if paused is not None:  # paused by a failure earlier in this batch
-                decision = Decision("deferred", "retry", f"{r.channel.name} paused after repeated failures "
-                                                         f"({self.health.last_error(r.channel.name)}); next try "
-                                                         f"{paused.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
-                                    retry_at=paused)
+            paused = self.health.pause_in_force(r.channel.name, at)
+            if paused is not None:  # paused by a failure earlier in this batch: not an attempt
+                decision = self._wait_for(message, at, paused, f"{r.channel.name} paused after repeated failures "
+                                                               f"({self.health.last_error(r.channel.name)})")
                 unreserve.append(message["id"])
-                updates.append(_update(message, at, "pending", decision))
+                update = _update(message, at, "pending" if decision.outcome == "deferred" else decision.outcome,
+                                 decision)
+                update["uncount"] = True
+                updates.append(update)
                 log_rows.append(_log_row(message, at, decision))
                 continue
             try:
@@ -343,6 +362,10 @@ class Dispatcher:
             except SendError as exc:
                 decision = self._failed(message, at, r.channel.name, exc)
                 unreserve.append(message["id"])
+            except Exception as exc:  # noqa: BLE001 - a channel's bug or odd data: this message fails, visibly
+                log.exception("channel {}: unexpected error sending message {}", r.channel.name, message["id"])
+                decision = Decision("failed", "engine_error", f"{r.channel.name}: {type(exc).__name__}: {exc}")
+                unreserve.append(message["id"])
             updates.append(_update(message, at, "pending" if decision.outcome == "deferred" else decision.outcome,
                                    decision))
             log_rows.append(_log_row(message, at, decision))
@@ -350,18 +373,28 @@ class Dispatcher:
 
     def _failed(self, message: dict, at: datetime, channel: str, exc: SendError) -> Decision:
         """A send that failed: a transient failure is tried again after a backoff, up to
-        the configured attempts; a permanent one, or the last attempt, fails."""
+        the configured attempts; a permanent one, or the last attempt, fails. Failures of
+        the channel (not of this recipient) count towards pausing it."""
         attempt = message["attempts"] + 1  # this one (counted when the gate let it go)
         if exc.permanent:
             return Decision("failed", "channel_error", f"{channel}: {exc.reason} (permanent: not retried)")
-        self.health.failed(channel, exc.reason, at, self.retry.backoff)
+        if exc.scope == "channel":
+            self.health.failed(channel, exc.reason, at, self.retry.backoff)
         if attempt >= self.retry.attempts:
             return Decision("failed", "channel_error", f"{channel}: {exc.reason} (attempt {attempt} of "
                                                        f"{self.retry.attempts}: giving up)")
-        retry_at = at + backoff(self.retry, attempt, message["id"])
-        return Decision("deferred", "retry", f"{channel}: {exc.reason} (attempt {attempt} of {self.retry.attempts}); "
-                                             f"next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
-                        retry_at=retry_at)
+        return self._wait_for(message, at, at + backoff(self.retry, attempt, message["id"]),
+                              f"{channel}: {exc.reason} (attempt {attempt} of {self.retry.attempts})")
+
+    def _wait_for(self, message: dict, at: datetime, retry_at: datetime, why: str) -> Decision:
+        """Try again at `retry_at`, unless that passes the message's deadline (its expiry,
+        or limits.max_deferral after its first due time): then it fails."""
+        deadline = message["expires_at"] or message["due_at"] + self.gate.limits.max_deferral
+        if retry_at > deadline:
+            return Decision("failed", "channel_error", f"{why}; giving up: the next try would pass its deadline "
+                                                       f"{deadline.astimezone(self.tz):%Y-%m-%d %H:%M}")
+        return Decision("deferred", "retry", f"{why}; next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
+                        retry_at=retry_at, deadline=deadline)
 
 
 def backoff(retry: RetryConfig, attempt: int, message_id: int) -> timedelta:
@@ -384,28 +417,42 @@ class ChannelHealth:
     def __init__(self):
         self._failures: dict[str, int] = {}
         self._paused: dict[str, datetime] = {}
+        self._pause: dict[str, timedelta] = {}
+        self._probing: set[str] = set()
         self._errors: dict[str, str] = {}
 
     def failed(self, channel: str, reason: str, at: datetime, pause: timedelta) -> None:
         self._failures[channel] = self._failures.get(channel, 0) + 1
         self._errors[channel] = reason
-        if self._failures[channel] >= self.PAUSE_AFTER and channel not in self._paused:
-            self._paused[channel] = at + pause
+        self._probing.discard(channel)
+        if self._failures[channel] >= self.PAUSE_AFTER:
+            self._paused[channel], self._pause[channel] = at + pause, pause
             log.warning("channel {} paused until {}: {} failures in a row ({})", channel, self._paused[channel],
                         self._failures[channel], reason)
 
     def succeeded(self, channel: str) -> None:
         self._failures.pop(channel, None)
+        self._paused.pop(channel, None)
+        self._probing.discard(channel)
 
     def paused_until(self, channel: str, at: datetime) -> datetime | None:
+        """None: send. Otherwise wait until then. When a pause is over, one message goes
+        as a probe; the others wait for its answer (a failure pauses the channel again)."""
         until = self._paused.get(channel)
         if until is None:
             return None
-        if at >= until:  # time for a probe: the next send decides
-            del self._paused[channel]
-            self._failures[channel] = self.PAUSE_AFTER - 1  # one more failure pauses it again
-            return None
-        return until
+        if at < until:
+            return until
+        if channel in self._probing:
+            return at + self._pause[channel]
+        self._probing.add(channel)
+        self._failures[channel] = self.PAUSE_AFTER - 1  # one more failure pauses it again
+        return None
+
+    def pause_in_force(self, channel: str, at: datetime) -> datetime | None:
+        """The end of a pause that holds at `at` (one that began during this batch), else None."""
+        until = self._paused.get(channel)
+        return until if until is not None and at < until else None
 
     def last_error(self, channel: str) -> str:
         return self._errors.get(channel, "")

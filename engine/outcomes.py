@@ -23,6 +23,8 @@ REASONS: dict[str, tuple[tuple[str, ...], str]] = {
     "template_error": (("failed",), "the template could not be rendered (e.g. a missing value); that message only"),
     "expression_error": (("failed",), "an `if`, `unless` or `send_at` expression could not be evaluated"),
     "no_contact": (("failed",), "the customer has no address for the channel (no phone for SMS, no email)"),
+    "engine_error": (("failed",), "the engine could not handle this message (unexpected data or a bug); the "
+                                  "detail gives the error, the daemon's log the traceback"),
     "channel_unavailable": (("failed",), "the message's channel is no longer in config.yaml"),
     "channel_error": (("failed",), "the channel reported a delivery failure: a permanent one (invalid number, "
                                    "rejected template), or a transient one on the last of `dispatch.retry.attempts`"),

@@ -138,7 +138,7 @@ def _restart_needed(old: Project, new: Project) -> list[str]:
     changes = []
     if new.config.database != old.config.database:
         changes.append("database")
-    if (new.config.http.enabled, new.config.http.listen) != (old.config.http.enabled, old.config.http.listen):
+    if new.config.http != old.config.http:  # address, secrets' variable names, body limit
         changes.append("http")
     if {n: (c.type, c.options) for n, c in new.config.channels.items()} != \
             {n: (c.type, c.options) for n, c in old.config.channels.items()}:

@@ -51,5 +51,6 @@ class HttpServer:
     def stop(self) -> None:
         """Stop accepting; wait for the requests in flight (at most the graceful timeout)."""
         self.server.should_exit = True
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
         self.sock.close()

@@ -128,16 +128,16 @@ def test_a_message_goes_as_the_template_parameter_with_its_idempotency_key(chann
     assert first["SignatureNonce"] != second["SignatureNonce"]
 
 
-@pytest.mark.parametrize("to, permanent, reason", [
-    ("13900000001", False, "isv.BUSINESS_LIMIT_CONTROL: 触发天级流控Permits:10"),
-    ("1230", True, "isv.MOBILE_NUMBER_ILLEGAL: invalid mobile number"),
-    ("15000000001", False, "ServiceUnavailable: The request has failed due to a temporary failure"),
+@pytest.mark.parametrize("to, permanent, scope, reason", [
+    ("13900000001", False, "message", "isv.BUSINESS_LIMIT_CONTROL: 触发天级流控Permits:10"),  # that number only
+    ("1230", True, "channel", "isv.MOBILE_NUMBER_ILLEGAL: invalid mobile number"),
+    ("15000000001", False, "channel", "ServiceUnavailable: The request has failed due to a temporary failure"),
 ], ids=["rate-limited", "invalid-number", "5xx"])
-def test_provider_errors_are_transient_or_permanent_as_documented(channel, to, permanent, reason):
+def test_provider_errors_are_transient_or_permanent_as_documented(channel, to, permanent, scope, reason):
     with pytest.raises(SendError) as caught:
         channel.send(outbound(to))
 
-    assert (caught.value.permanent, caught.value.reason) == (permanent, reason)
+    assert (caught.value.permanent, caught.value.scope, caught.value.reason) == (permanent, scope, reason)
 
 
 def test_a_wrong_secret_is_refused_by_the_provider_and_never_shown(channel, monkeypatch):
@@ -146,7 +146,9 @@ def test_a_wrong_secret_is_refused_by_the_provider_and_never_shown(channel, monk
     with pytest.raises(SendError) as caught:
         channel.send(outbound("13800000001"))
 
-    assert caught.value.permanent
+    # every message would fail alike until the operator fixes the key: they wait (the
+    # channel pauses) instead of failing one by one
+    assert (caught.value.permanent, caught.value.scope) == (False, "channel")
     assert caught.value.reason.startswith("SignatureDoesNotMatch")
     assert "not-the-secret" not in caught.value.reason and SECRET not in caught.value.reason
 
@@ -156,7 +158,7 @@ def test_missing_credentials_name_the_variable_only(channel, monkeypatch):
 
     with pytest.raises(SendError, match="^ALIYUN_ID is not set in the environment$") as caught:
         channel.send(outbound("13800000001"))
-    assert caught.value.permanent
+    assert (caught.value.permanent, caught.value.scope) == (False, "channel")
 
 
 def test_an_unreachable_provider_is_a_transient_failure(channel, fake):

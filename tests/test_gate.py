@@ -920,3 +920,19 @@ def test_an_unsubscribe_during_the_night_suppresses_the_deferred_message_at_09_0
          "customer c-1 unsubscribed from all marketing"),
     ]
     assert sent(engine) == []
+
+
+def test_a_message_deferred_by_a_cap_a_send_of_its_own_batch_used_goes_later(build, mode):
+    # vip-offer (priority 10) takes the 1/1d slot; flash-sale, due the same minute, waits for it
+    engine = build([rule("vip-offer", "order.completed", priority=10),
+                    rule("flash-sale", "order.completed", on_limit="defer")])
+
+    play(engine, mode, [ev("e1", "order.completed", at(11, 10), order="o-1")], until=at(13, 12))
+
+    assert [(when, rule_id, outcome, reason) for when, rule_id, _, outcome, reason, _ in log(engine)] == [
+        ("11-11 10:00", "flash-sale", "deferred", "cap"),
+        ("11-11 10:00", "vip-offer", "sent", None),
+        ("11-12 10:00", "flash-sale", "sent", None),
+    ]
+    assert {m["rule_id"]: m["state"] for m in engine.store.rows("messages")} == {"vip-offer": "sent",
+                                                                                 "flash-sale": "sent"}

@@ -172,3 +172,52 @@ def test_a_failing_provider_is_paused_and_the_other_channel_goes_on(tmp_path, st
     engine.clock.set(T0 + timedelta(minutes=1, seconds=1))
     engine.dispatch()
     assert len(sms.attempts) == ChannelHealth.PAUSE_AFTER + 1
+
+
+def test_waiting_out_a_pause_uses_no_attempt(tmp_path, store):
+    engine = build(tmp_path, store, {"sms": ["transient"] * 100}, {"attempts": 3, "backoff": "1m"})
+    shipped(engine, 8)
+
+    run_until(engine, T0 + timedelta(hours=2))
+
+    calls: dict[str, int] = {}
+    for key, _ in engine.channels["sms"].attempts:
+        calls[key] = calls.get(key, 0) + 1
+    rows = engine.store.rows("messages", rule_id="shipping-sms")
+    assert {m["state"] for m in rows} == {"failed"}
+    assert all(m["attempts"] == calls[f"msg-{m['id']}"] == 3 for m in rows)  # three real tries each, no fewer
+    finals = [d for _, outcome, _, d in log(engine) if outcome == "failed"]
+    assert len(finals) == 8 and all(d.endswith("(attempt 3 of 3: giving up)") for d in finals)
+
+
+def test_a_retry_past_the_messages_deadline_fails_instead(tmp_path, store):
+    engine = build(tmp_path, store, {"sms": ["transient"] * 10}, {"attempts": 5, "backoff": "10m"})
+    engine.project.config.limits.max_deferral = timedelta(minutes=5)
+    engine.swap(engine.project)
+    shipped(engine)
+
+    run_until(engine, T0 + timedelta(hours=2))
+
+    assert log(engine) == [("10:00:00", "failed", "channel_error",
+                            "sms: HTTP 503 from provider (attempt 1 of 5); giving up: the next try would pass its "
+                            "deadline 2026-11-11 10:05")]
+
+
+class CrashingChannel(ScriptedChannel):
+    def send(self, message: Outbound) -> None:
+        if message.customer_id == "c-1":
+            raise ValueError("a bug in a channel")
+        super().send(message)
+
+
+def test_an_unexpected_error_fails_that_message_and_the_batch_goes_on(tmp_path, store):
+    engine = build(tmp_path, store, {}, {"attempts": 5})
+    engine.channels["sms"] = CrashingChannel("sms", {"contact": "phone"}, tmp_path)
+    engine.swap(engine.project)
+    shipped(engine, 3)
+
+    run_until(engine, T0 + timedelta(hours=1))
+
+    states = {m["customer_id"]: (m["state"], m["reason"]) for m in engine.store.rows("messages", rule_id="shipping-sms")}
+    assert states == {"c-0": ("sent", None), "c-1": ("failed", "engine_error"), "c-2": ("sent", None)}
+    assert [d for _, o, _, d in log(engine) if o == "failed"] == ["sms: ValueError: a bug in a channel"]

@@ -117,15 +117,17 @@ def test_a_refused_mailbox_is_permanent_and_a_busy_one_transient(channel):
 
     assert (refused.value.permanent, refused.value.reason) == (True, "SMTP 550: 5.1.1 mailbox unavailable")
     assert (busy.value.permanent, busy.value.reason) == (False, "SMTP 451: 4.3.0 try again later")
+    assert refused.value.scope == busy.value.scope == "message"  # that mailbox only: no pause of the channel
 
 
-def test_a_wrong_password_is_permanent_and_not_shown(channel, monkeypatch):
+def test_a_wrong_password_pauses_the_channel_and_is_not_shown(channel, monkeypatch):
     monkeypatch.setenv("SMTP_PASSWORD", "wrong-password-1")
 
     with pytest.raises(SendError) as caught:
         channel.send(outbound("wang@mail.test", "hello"))
 
-    assert caught.value.permanent
+    # every message would fail alike until the password is fixed: they wait, not fail
+    assert (caught.value.permanent, caught.value.scope) == (False, "channel")
     assert caught.value.reason.startswith("SMTP login refused")
     assert "wrong-password-1" not in caught.value.reason
 

@@ -150,3 +150,12 @@ def test_robot_error_codes_are_transient_or_permanent(receiver, tmp_path, preset
         channel(tmp_path, preset=preset, url=receiver.url).send(MESSAGE)
 
     assert (caught.value.permanent, caught.value.reason) == (permanent, f"{preset} errcode {code}: robot says no")
+
+
+def test_a_redirect_is_not_taken_for_delivery(receiver, tmp_path):
+    receiver.answer = (302, {})
+
+    with pytest.raises(SendError) as caught:
+        channel(tmp_path, url=receiver.url).send(MESSAGE)
+
+    assert caught.value.permanent and caught.value.reason.startswith("HTTP 302: a redirect")

@@ -9,8 +9,10 @@ note that Aliyun itself does not refuse a repeated OutId).
 
 Credentials come from the environment variables named by `access_key_id_env` and
 `access_key_secret_env`; they never appear in logs or errors. Answers: `Code: OK` is
-delivered; throttling and the provider's transient codes are retried; the rest (invalid
-number, rejected content, signature or template problems, no balance) are permanent."""
+delivered; throttling, the provider's transient codes and account problems (keys,
+balance, volume caps: every message would fail alike until an operator acts) are
+retried and pause the channel; the rest (invalid number, rejected content or template)
+are permanent."""
 
 from __future__ import annotations
 
@@ -31,8 +33,16 @@ from engine.channels.base import Channel, Outbound, SendError
 from engine.durations import parse_duration
 
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com/"
-TRANSIENT = {"isv.BUSINESS_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api", "isp.SYSTEM_ERROR",
-             "ServiceUnavailable", "InternalError"}
+# worth trying again: throttling and the provider's own trouble (the channel), and the
+# frequency limit on one number (that message only)
+TRANSIENT = {"Throttling", "Throttling.User", "Throttling.Api", "isp.SYSTEM_ERROR", "ServiceUnavailable",
+             "InternalError", "isv.BUSINESS_LIMIT_CONTROL"}
+# the account or its keys: every message would fail the same way until an operator acts,
+# so they wait (the channel pauses) instead of failing one by one
+ACCOUNT = {"SignatureDoesNotMatch", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive",
+           "isp.RAM_PERMISSION_DENY", "isv.OUT_OF_SERVICE", "isv.AMOUNT_NOT_ENOUGH", "isv.DAY_LIMIT_CONTROL",
+           "isv.MONTH_LIMIT_CONTROL"}
+PER_NUMBER = {"isv.BUSINESS_LIMIT_CONTROL"}
 _SIGNATURE = re.compile(r"^【[^】]{1,20}】")
 
 
@@ -99,8 +109,8 @@ class AliyunSmsChannel(Channel):
     def _secret(self, key: str) -> str:
         name = self.options[key]
         value = os.environ.get(name)
-        if not value:
-            raise SendError(f"{name} is not set in the environment", permanent=True)
+        if not value:  # the operator's to fix: the messages wait, the channel pauses
+            raise SendError(f"{name} is not set in the environment")
         return value
 
     def request_params(self, message: Outbound, *, now: datetime | None = None, nonce: str | None = None) -> dict:
@@ -139,14 +149,17 @@ class AliyunSmsChannel(Channel):
             answer = response.json()
         except ValueError:
             answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
         code = answer.get("Code")
         if response.status_code == 200 and code == "OK":
             return
         if code is None:
             raise SendError(f"HTTP {response.status_code} from Aliyun SMS without a Code",
                             permanent=400 <= response.status_code < 500 and response.status_code != 429)
-        transient = code in TRANSIENT or response.status_code >= 500
-        raise SendError(f"{code}: {answer.get('Message', '')}", permanent=not transient)
+        transient = code in TRANSIENT or code in ACCOUNT or response.status_code >= 500
+        raise SendError(f"{code}: {answer.get('Message', '')}", permanent=not transient,
+                        scope="message" if code in PER_NUMBER else "channel")
 
     def close(self) -> None:
         self.client.close()

@@ -31,11 +31,14 @@ class Outbound:
 
 
 class SendError(Exception):
-    """Delivery failed. `permanent` failures are not retried."""
+    """Delivery failed. `permanent` failures are not retried. `scope`: "channel" when the
+    provider or its configuration failed (counts towards pausing the channel), "message"
+    when only this recipient or text did (a rate limit on one number, a refused mailbox)."""
 
-    def __init__(self, reason: str, *, permanent: bool = False):
+    def __init__(self, reason: str, *, permanent: bool = False, scope: str = "channel"):
         self.reason = reason
         self.permanent = permanent
+        self.scope = scope
         super().__init__(reason)
 
 

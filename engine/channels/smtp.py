@@ -74,19 +74,25 @@ class SmtpChannel(Channel):
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, self.port, timeout=self.timeout, context=self._context())
         else:
             smtp = smtplib.SMTP(host, self.port, timeout=self.timeout)
+        try:
             if self.tls == "starttls":
                 smtp.starttls(context=self._context())
+            self._login(smtp)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
         if "username_env" in self.options:
             user, password = (os.environ.get(self.options[k]) for k in ("username_env", "password_env"))
-            if not user or not password:
-                smtp.close()
+            if not user or not password:  # the operator's to fix: the messages wait, the channel pauses
                 missing = [self.options[k] for k, v in (("username_env", user), ("password_env", password)) if not v]
-                raise SendError(f"{', '.join(missing)} not set in the environment", permanent=True)
+                raise SendError(f"{', '.join(missing)} not set in the environment")
             try:
                 smtp.login(user, password)
             except smtplib.SMTPServerDisconnected:  # some servers hang up on a wrong login instead of answering
-                raise SendError("SMTP login refused (the server closed the connection)", permanent=True) from None
-        return smtp
+                raise SendError("SMTP login refused (the server closed the connection)") from None
 
     def build(self, message: Outbound) -> EmailMessage:
         lines = message.body.splitlines()
@@ -105,7 +111,10 @@ class SmtpChannel(Channel):
         return mail
 
     def send(self, message: Outbound) -> None:
-        mail = self.build(message)
+        try:
+            mail = self.build(message)
+        except (ValueError, TypeError) as exc:  # an address with a line break, say
+            raise SendError(f"cannot build the email: {exc}", permanent=True, scope="message") from None
         for attempt in (1, 2):  # a connection the server closed meanwhile is opened again once
             try:
                 if self._smtp is None:
@@ -118,10 +127,10 @@ class SmtpChannel(Channel):
                     raise SendError("the SMTP server closed the connection") from None
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
-                raise SendError(f"SMTP {code}: {_text(text)}", permanent=code >= 500) from None
-            except smtplib.SMTPAuthenticationError as exc:
+                raise SendError(f"SMTP {code}: {_text(text)}", permanent=code >= 500, scope="message") from None
+            except smtplib.SMTPAuthenticationError as exc:  # the account: messages wait, the channel pauses
                 self._drop()
-                raise SendError(f"SMTP login refused ({exc.smtp_code})", permanent=True) from None
+                raise SendError(f"SMTP login refused ({exc.smtp_code})") from None
             except smtplib.SMTPResponseException as exc:
                 self._drop()
                 raise SendError(f"SMTP {exc.smtp_code}: {_text(exc.smtp_error)}", permanent=exc.smtp_code >= 500) \

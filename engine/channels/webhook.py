@@ -85,8 +85,8 @@ class WebhookChannel(Channel):
             return self.options["url"]
         name = self.options["url_env"]
         url = os.environ.get(name)
-        if not url:
-            raise SendError(f"{name} is not set in the environment (the webhook URL)", permanent=True)
+        if not url:  # the operator's to fix: the messages wait, the channel pauses
+            raise SendError(f"{name} is not set in the environment (the webhook URL)")
         return url
 
     def send(self, message: Outbound) -> None:
@@ -112,6 +112,9 @@ class WebhookChannel(Channel):
             raise SendError(f"HTTP {status}{_excerpt(response)}")
         if status >= 400:
             raise SendError(f"HTTP {status}{_excerpt(response)}", permanent=True)
+        if status >= 300:  # redirects are not followed: the message did not arrive
+            raise SendError(f"HTTP {status}: a redirect (to {response.headers.get('location', '?')!r} is not "
+                            "followed); configure the final URL", permanent=True)
         if self.preset == "generic":
             return
         try:
@@ -128,7 +131,7 @@ class WebhookChannel(Channel):
         name = self.options["secret_env"]
         secret = os.environ.get(name)
         if not secret:
-            raise SendError(f"{name} is not set in the environment (the robot's signing secret)", permanent=True)
+            raise SendError(f"{name} is not set in the environment (the robot's signing secret)")
         timestamp = str(round(time.time() * 1000))
         digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
         sign = urllib.parse.quote_plus(base64.b64encode(digest))

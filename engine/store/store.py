@@ -139,22 +139,24 @@ class Store:
     def cancel_rule_messages(self, reasons: dict[str, str], now: datetime) -> int:
         """Cancel the pending messages of rules that are gone (rule id -> the detail to
         record), with reason `rule_removed` and a log row each, in one transaction.
-        Messages already in flight finish."""
+        Messages in flight, or being decided by a dispatcher right now, finish."""
         if not reasons:
             return 0
         p, name, cancelled = dialect.placeholder(self.engine), self.dialect, 0
         at = encode_time(now, name)
         with self.engine.begin() as conn:
             for rule_id, detail in reasons.items():
-                where = f"{_PENDING_SQL} AND rule_id = {p}"
-                conn.exec_driver_sql(
-                    "INSERT INTO message_log (message_id, time, rule_id, customer_id, order_id, channel, kind, outcome, "
-                    f"reason, detail, body) SELECT id, {p}, rule_id, customer_id, order_id, channel, kind, 'cancelled', "
-                    f"'rule_removed', {p}, NULL FROM messages WHERE {where}", (at, detail, rule_id))
-                result = conn.exec_driver_sql(
-                    f"UPDATE messages SET state = 'cancelled', reason = 'rule_removed', detail = {p}, updated_at = {p} "
-                    f"WHERE {where}", (detail, at, rule_id))
-                cancelled += result.rowcount
+                ids = [r[0] for r in dialect.raw_rows(
+                    conn, f"UPDATE messages SET state = 'cancelled', reason = 'rule_removed', detail = {p}, "
+                          f"updated_at = {p} WHERE {_PENDING_SQL} AND rule_id = {p} RETURNING id", (detail, at, rule_id))]
+                for start in range(0, len(ids), _CHUNK):
+                    part = ids[start:start + _CHUNK]
+                    conn.exec_driver_sql(
+                        "INSERT INTO message_log (message_id, time, rule_id, customer_id, order_id, channel, kind, "
+                        f"outcome, reason, detail, body) SELECT id, {p}, rule_id, customer_id, order_id, channel, "
+                        f"kind, 'cancelled', 'rule_removed', {p}, NULL FROM messages WHERE id IN "
+                        f"({', '.join([p] * len(part))}) ORDER BY id", (at, detail, *part))
+                cancelled += len(ids)
         return cancelled
 
     def set_daemon_state(self, key: str, value: dict, now: datetime) -> None:
@@ -412,22 +414,26 @@ class Store:
         Each update: _id, state, reason, detail, due_at, updated_at. `unreserve`: messages
         the gate let through whose send failed; they leave the send ledger."""
         with self.engine.begin() as conn:
-            self._update_messages(conn, updates)
+            self._update_messages(conn, updates, in_flight_only=True)
             self._bulk()["message_log"].run(conn, log)
             unreserve = list(unreserve)
             for start in range(0, len(unreserve), _CHUNK):
                 conn.execute(delete(sends).where(sends.c.message_id.in_(unreserve[start:start + _CHUNK])))
 
-    def _update_messages(self, conn, updates: list[dict], now: datetime | None = None) -> None:
+    def _update_messages(self, conn, updates: list[dict], now: datetime | None = None, *,
+                         in_flight_only: bool = False) -> None:
         """Write decisions. A message going out (`sending`) or waiting on this batch's
         sends (`claimed`) is in flight from `now`: claimed_at is set for the lease check,
-        and `sending` counts an attempt."""
+        and `sending` counts an attempt (an update with `uncount` gives one back: a send
+        that never reached the provider). `in_flight_only`: leave alone a row that is no
+        longer in flight (its lease ran out and another dispatcher took it)."""
         if not updates:
             return
         p = dialect.placeholder(self.engine)
+        fence = f" AND {IN_FLIGHT_WHERE}" if in_flight_only else ""
         sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, "
                f"expires_at = COALESCE({p}, expires_at), updated_at = {p}, claimed_at = {p}, "
-               f"attempts = attempts + {p} WHERE id = {p}")
+               f"attempts = attempts + {p} WHERE id = {p}{fence}")
         name = self.dialect
         in_flight = None if now is None else encode_time(now, name)
 
@@ -437,7 +443,8 @@ class Store:
         conn.exec_driver_sql(sql, [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
                                     time_or_none(u.get("expires_at")), encode_time(u["updated_at"], name),
                                     in_flight if u["state"] in (SENDING, CLAIMED) else None,
-                                    int(u["state"] == SENDING), u["_id"]) for u in updates])
+                                    int(u["state"] == SENDING) - int(bool(u.get("uncount"))), u["_id"])
+                                   for u in updates])
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Claims older than the lease belong to a dispatcher that died: make them pending
