@@ -66,6 +66,9 @@ class Reloader:
         except OSError as exc:  # a folder removed or unreadable meanwhile
             return self._refused(now, [f"{exc.filename}: {exc.strerror}"])
         errors = [str(p) for p in project.errors]
+        running = set(self.engine.channels)
+        errors += [f"rule {r.id} sends on channel {r.channel!r}, which the running daemon does not have; "
+                   "restart it to add channels" for r in project.rules.rules if r.enabled and r.channel not in running]
         if errors:
             return self._refused(now, errors)
         old = self.engine.project

@@ -172,3 +172,19 @@ def test_the_watcher_reloads_when_a_file_changes_and_healthz_shows_the_result(ru
     assert health["last_reload"]["ok"] is False
     assert health["last_reload"]["errors"] and "extra.yaml" in health["last_reload"]["errors"][0]
     assert "order-thanks" in {r.id for r in engine.project.rules.rules}  # the last good version runs
+
+
+def test_a_rule_on_a_channel_the_running_daemon_lacks_is_refused(running, workdir):
+    engine, reloader = running
+    config = workdir / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "channels:\n", "channels:\n  wechat: {type: log}\n", 1), encoding="utf-8")
+    (workdir / "rules" / "extra.yaml").write_text(EXTRA_RULE.replace("channel: sms", "channel: wechat"),
+                                                  encoding="utf-8")
+
+    result = reloader.reload()
+
+    assert result.ok is False
+    assert result.errors == ["rule order-thanks sends on channel 'wechat', which the running daemon does not have; "
+                             "restart it to add channels"]
+    assert "order-thanks" not in {r.id for r in engine.project.rules.rules}

