@@ -8,7 +8,9 @@ next."""
 
 from __future__ import annotations
 
+import threading
 from bisect import insort
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -172,7 +174,7 @@ class Dispatcher:
                 else:
                     ready.append(result)
             allowed, provisional = self._gate(txn, ready, decided, rules, virtual)
-        sent_updates, sent_log, unreserve = self._send(allowed)
+        sent_updates, sent_log, unreserve = self._send(allowed, parallel=not virtual)
         for channel in self.channels.values():
             channel.flush()
         for row in sent_log:
@@ -327,10 +329,26 @@ class Dispatcher:
         return allowed, provisional
 
     # sending -----------------------------------------------------------------------------
-    def _send(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
+    def _send(self, allowed: list[Ready], parallel: bool) -> tuple[list[dict], list[dict], list[int]]:
         """Render and send what the gate let through. A message that cannot be rendered
         or sent fails and leaves the send ledger (it was not sent, so it counts against
-        no cap)."""
+        no cap). `parallel` (the daemon): each channel's messages go in their own thread,
+        so a provider that hangs until its timeout does not hold up the other channels;
+        within a channel they go in order."""
+        groups: dict[str, list[Ready]] = {}
+        for r in allowed:
+            groups.setdefault(r.channel.name, []).append(r)
+        if not parallel or len(groups) < 2:
+            return self._send_each(allowed)
+        updates, log_rows, unreserve = [], [], []
+        for done in [_senders().submit(self._send_each, group) for group in groups.values()]:
+            u, rows, back = done.result()
+            updates += u
+            log_rows += rows
+            unreserve += back
+        return updates, log_rows, unreserve
+
+    def _send_each(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
         updates, log_rows, unreserve = [], [], []
         for r in allowed:
             message, at = r.candidate.message, r.candidate.at
@@ -395,6 +413,19 @@ class Dispatcher:
                                                        f"{deadline.astimezone(self.tz):%Y-%m-%d %H:%M}")
         return Decision("deferred", "retry", f"{why}; next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
                         retry_at=retry_at, deadline=deadline)
+
+
+_SENDERS: ThreadPoolExecutor | None = None
+_SENDERS_LOCK = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """The threads that send each channel's share of a batch (made on first use)."""
+    global _SENDERS
+    with _SENDERS_LOCK:
+        if _SENDERS is None:
+            _SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send")
+        return _SENDERS
 
 
 def backoff(retry: RetryConfig, attempt: int, message_id: int) -> timedelta:

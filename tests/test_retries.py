@@ -221,3 +221,47 @@ def test_an_unexpected_error_fails_that_message_and_the_batch_goes_on(tmp_path, 
     states = {m["customer_id"]: (m["state"], m["reason"]) for m in engine.store.rows("messages", rule_id="shipping-sms")}
     assert states == {"c-0": ("sent", None), "c-1": ("failed", "engine_error"), "c-2": ("sent", None)}
     assert [d for _, o, _, d in log(engine) if o == "failed"] == ["sms: ValueError: a bug in a channel"]
+
+
+class HangingChannel(ScriptedChannel):
+    """A provider that does not answer until the other channel has delivered everything
+    (or 10 s pass): with sends in one thread, the other channel would wait behind it."""
+
+    def __init__(self, name, options, base_dir, other_done):
+        super().__init__(name, options, base_dir)
+        self.other_done = other_done
+        self.waited_in_vain = 0
+
+    def send(self, message: Outbound) -> None:
+        if not self.other_done.wait(timeout=10):
+            self.waited_in_vain += 1
+        raise SendError("no answer within the timeout")
+
+
+class SignallingChannel(ScriptedChannel):
+    def __init__(self, name, options, base_dir, expected, done):
+        super().__init__(name, options, base_dir)
+        self.expected, self.done = expected, done
+
+    def send(self, message: Outbound) -> None:
+        super().send(message)
+        if len(self.delivered) == self.expected:
+            self.done.set()
+
+
+def test_a_hanging_provider_does_not_hold_up_the_other_channel(tmp_path, store):
+    import threading
+
+    engine = build(tmp_path, store, {}, {"attempts": 5})
+    done = threading.Event()
+    engine.channels["sms"] = HangingChannel("sms", {"contact": "phone"}, tmp_path, done)
+    engine.channels["email"] = SignallingChannel("email", {"contact": "email"}, tmp_path, 3, done)
+    engine.swap(engine.project)
+    shipped(engine, 3)
+
+    engine.clock.set(T0)
+    report = engine.dispatch()
+
+    assert len(engine.channels["email"].delivered) == 3
+    assert engine.channels["sms"].waited_in_vain == 0  # the emails went while the sms provider hung
+    assert report.by_outcome == {"sent": 3, "deferred": 3}
