@@ -251,6 +251,13 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
             return JSONResponse({"error": f"the HTTP intake has no credentials: set {cfg.token_env} (bearer token) "
                                           f"or {cfg.hmac_env} (HMAC secret) in the daemon's environment"},
                                 status_code=503)
+        def refused(problem: str) -> Response:
+            log.warning("POST /events from {} refused (401): {}", client, problem)
+            return JSONResponse({"error": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+        bearer = "authorization" in request.headers
+        if bearer and (problem := credentials.check(request.headers, b"")) is not None:
+            return refused(problem)  # a token is judged before the body is read
         try:
             body = await read_body(request)
         except TooLarge:
@@ -259,10 +266,8 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
                                           "send fewer events per request"}, status_code=413)
         except ClientDisconnect:
             return Response(status_code=400)
-        problem = credentials.check(request.headers, body)
-        if problem is not None:
-            log.warning("POST /events from {} refused (401): {}", client, problem)
-            return JSONResponse({"error": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if not bearer and (problem := credentials.check(request.headers, body)) is not None:
+            return refused(problem)  # a signature needs the body
         items = split_body(body)
         if not items:
             return JSONResponse({"error": "empty body: send one JSON event, a JSON array of events, or JSON lines"},
