@@ -6,15 +6,14 @@ bodies). No request leaves the machine."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from engine.channels import Outbound, SendError
 from engine.channels.aliyun_sms import AliyunSmsChannel, canonical_query, sign, string_to_sign
+from tests.localhttp import LocalServer
 
 KEY_ID, SECRET = "LTAI-test-id", "test-secret-9f2b"
 ENV = {"ALIYUN_ID": KEY_ID, "ALIYUN_SECRET": SECRET}
@@ -41,25 +40,8 @@ class FakeAliyun:
     def __init__(self):
         self.calls: list[dict] = []
         self.nonces: set[str] = set()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
-                status, body = fake.answer(params)
-                data = json.dumps(body, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.local = LocalServer(lambda r: self.answer(dict(parse_qsl(urlsplit(r.path).query, keep_blank_values=True))))
+        self.endpoint = self.local.base + "/"
 
     def answer(self, params: dict) -> tuple[int, dict]:
         given = params.pop("Signature", "")
@@ -86,8 +68,7 @@ class FakeAliyun:
         return 200, OK
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ import yaml
 
 from engine.store import Store
 from tests.conftest import ROOT
+from tests.localhttp import LocalServer
 
 MESSAGES = 3000
 
@@ -36,34 +36,21 @@ class Sink:
         self.requests: list[str] = []  # the key of every request, repeats included
         self.applied: dict[str, dict] = {}
         self.lock = threading.Lock()
-        sink = self
+        self.local = LocalServer(self._apply)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the stdlib's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                key = self.headers["Idempotency-Key"]
-                with sink.lock:
-                    sink.requests.append(key)
-                    sink.applied.setdefault(key, body)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _apply(self, request) -> tuple[int, str]:
+        key = request.headers["Idempotency-Key"]
+        with self.lock:
+            self.requests.append(key)
+            self.applied.setdefault(key, request.json())
+        return 200, "ok"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/send"
+        return f"{self.local.base}/send"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture

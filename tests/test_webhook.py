@@ -7,16 +7,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from engine.channels import Outbound, SendError
 from engine.channels.webhook import WebhookChannel
+from tests.localhttp import LocalServer
 
 
 class Receiver:
@@ -25,30 +23,15 @@ class Receiver:
     def __init__(self):
         self.requests: list[dict] = []
         self.answer: tuple[int, dict] = (200, {"ok": True})
-        receiver = self
+        self.local = LocalServer(self._answer)
+        self.url = self.local.base + "/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status, answer = receiver.answer
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+    def _answer(self, request) -> tuple[int, dict]:
+        self.requests.append({"path": request.path, "headers": request.headers, "body": request.json()})
+        return self.answer
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture
