@@ -243,23 +243,12 @@ def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:
     if not isinstance(raw, dict):
         problems.append(lines.problem(("dispatch",), "must be a mapping with batch_size, tick, lease"))
         return cfg
-    for key, value in raw.items():
-        path = ("dispatch", key)
-        if key == "batch_size":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(lines.problem(path, "must be a whole number of messages, such as 500"))
-            else:
-                cfg.batch_size = value
-        elif key in ("tick", "lease"):
-            try:
-                setattr(cfg, key, parse_duration(value))
-            except ValueError as exc:
-                problems.append(lines.problem(path, str(exc)))
-        elif key == "retry":
-            cfg.retry = _retry(value, lines, problems)
-        else:
-            problems.append(lines.problem(path, f"unknown key {key!r}"
-                                                f"{did_you_mean(key, ['batch_size', 'tick', 'lease', 'retry'])}"))
+    retry = raw.get("retry")
+    _settings(cfg, {k: v for k, v in raw.items() if k != "retry"}, ("dispatch",), lines, problems,
+              counts={"batch_size": "must be a whole number of messages, such as 500"},
+              durations=("tick", "lease"), also=("retry",))
+    if "retry" in raw:
+        cfg.retry = _retry(retry, lines, problems)
     return cfg
 
 
@@ -269,19 +258,28 @@ def _retry(raw, lines: Lines, problems: list) -> RetryConfig:
         problems.append(lines.problem(("dispatch", "retry"), "must be a mapping such as "
                                                              "{attempts: 5, backoff: 30s, max_backoff: 30m}"))
         return cfg
+    _settings(cfg, raw, ("dispatch", "retry"), lines, problems,
+              counts={"attempts": "must be a whole number of attempts, 1 or more (1: never retry)"},
+              durations=("backoff", "max_backoff"))
+    return cfg
+
+
+def _settings(cfg, raw: dict, at: tuple, lines: Lines, problems: list, *, counts: dict[str, str],
+              durations: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
+    """Set a section's whole-number (1 or more) and duration settings on `cfg`; every bad
+    or unknown key is a problem at its line. `also`: keys read elsewhere."""
+    known = [*counts, *durations, *also]
     for key, value in raw.items():
-        path = ("dispatch", "retry", key)
-        if key == "attempts":
+        path = (*at, key)
+        if key in counts:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(lines.problem(path, "must be a whole number of attempts, 1 or more (1: never retry)"))
+                problems.append(lines.problem(path, counts[key]))
             else:
-                cfg.attempts = value
-        elif key in ("backoff", "max_backoff"):
+                setattr(cfg, key, value)
+        elif key in durations:
             try:
                 setattr(cfg, key, parse_duration(value))
             except ValueError as exc:
                 problems.append(lines.problem(path, str(exc)))
         else:
-            problems.append(lines.problem(path, f"unknown key {key!r}"
-                                                f"{did_you_mean(key, ['attempts', 'backoff', 'max_backoff'])}"))
-    return cfg
+            problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, known)}"))

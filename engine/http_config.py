@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.yamlfile import Lines, did_you_mean
+from engine.yamlfile import Lines, did_you_mean, is_env_name
 
 KEYS = ("listen", "token_env", "hmac_env", "max_body")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB)?\s*$", re.I)
@@ -49,7 +49,7 @@ def read_http(raw, lines: Lines, problems: list) -> HttpConfig:
             else:
                 cfg.host, cfg.port = host, port
         elif key in ("token_env", "hmac_env"):
-            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            if not is_env_name(value):
                 problems.append(lines.problem(path, "must be the NAME of an environment variable, such as "
                                                     "ENGINE_TOKEN (the secret itself never goes in config.yaml)"))
             else:

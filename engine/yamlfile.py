@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ def format_path(path: tuple) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def is_env_name(value) -> bool:
+    """Whether a config value names an environment variable (secrets are kept there,
+    never in config.yaml: settings ending in `_env` hold only the name)."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
 
 
 def did_you_mean(word: str, choices) -> str:

@@ -92,11 +92,6 @@ class AliyunSmsChannel(Channel):
     @classmethod
     def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
         out = super().option_problems(options)
-        for key in ("access_key_id_env", "access_key_secret_env"):
-            value = options.get(key)
-            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)):
-                out.append((key, "must be the NAME of an environment variable (the key itself never goes in "
-                                 "config.yaml)"))
         codes = options.get("template_codes")
         if codes is not None and not isinstance(codes, dict):
             out.append(("template_codes", "must map rule ids to template codes, such as {winback-60d: SMS_1234}"))

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.yamlfile import is_env_name
+
 
 @dataclass(frozen=True)
 class Outbound:
@@ -70,6 +72,10 @@ class Channel:
         for key in cls.required:
             if key not in options:
                 out.append((key, f"channel type {cls.type_name} needs {key!r}: {cls.options_help[key]}"))
+        for key, value in options.items():
+            if key.endswith("_env") and key in cls.options_help and not is_env_name(value):
+                out.append((key, "must be the NAME of an environment variable (the secret itself never goes in "
+                                 "config.yaml)"))
         contact = options.get("contact")
         if contact is not None and contact not in cls.CONTACTS:
             out.append(("contact", f"contact must be one of {', '.join(cls.CONTACTS)}, not {contact!r}"))
