@@ -16,6 +16,7 @@ from engine.dispatch import ChannelHealth, DispatchReport, Dispatcher
 from engine.events import Event
 from engine.gate import Gate
 from engine.intake import IngestReport, Intake
+from engine.pacing import SendPace
 from engine.preview import sms_length_warnings
 from engine.rules import RuleSet, load_rules
 from engine.store import Store
@@ -65,6 +66,7 @@ class Engine:
         self.channels = channels
         self.clock = clock
         self.channel_health = ChannelHealth()  # kept across reloads, like the channels
+        self.send_pace = SendPace(clock.now, clock.sleep_until)  # likewise: the send loops' pacing
         self.log_decisions = False  # the daemon logs one line per decision
         self._wire(project, gate)
 
@@ -78,7 +80,7 @@ class Engine:
         dispatcher = Dispatcher(self.store, rules, project.templates, self.channels,
                                 gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
                                 config.dispatch.batch_size, config.profile, config.dispatch.retry,
-                                self.channel_health)
+                                self.channel_health, self.send_pace)
         dispatcher.log_decisions = self.log_decisions
         sweeper = Sweeper(self.store, rules, config.timezone, config.shop, config.profile,
                           segments=lambda: project.templates.segment_sources)

@@ -4,6 +4,7 @@ The daemon uses SystemClock; the dry-run and the tests use VirtualClock."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -12,10 +13,18 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
 
+    def sleep_until(self, when: datetime) -> None:
+        """Wait until `when` (a channel's send slot). A virtual clock does not wait."""
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def sleep_until(self, when: datetime) -> None:
+        delay = (when - self.now()).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class VirtualClock:
@@ -31,6 +40,9 @@ class VirtualClock:
         when = _aware(when)
         if when > self._now:
             self._now = when
+
+    def sleep_until(self, when: datetime) -> None:
+        """Nothing to wait for: a virtual send happens at its slot without waiting."""
 
     def advance(self, delta) -> None:
         self._now = self._now + delta

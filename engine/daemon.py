@@ -77,9 +77,12 @@ class Daemon:
             log.exception("dispatch failed; retrying at the next tick")
             return
         self.metrics.dispatched(report)
-        if report.handled:
+        decided = report.handled - report.paced
+        if decided:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(report.by_outcome.items()))
-            log.info("dispatched {} messages: {}", report.handled, summary)
+            log.info("dispatched {} messages: {}", decided, summary)
+        if report.paced:
+            log.info("{} messages wait for their turn at their channel's rate", report.paced)
 
     def sweep(self) -> None:
         """Calendar rules: enqueue the idle, birthday, holiday, date and cron messages due soon."""

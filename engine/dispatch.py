@@ -9,7 +9,6 @@ next."""
 from __future__ import annotations
 
 import threading
-from bisect import insort
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +21,9 @@ from engine.channels import Channel, Outbound, SendError
 from engine.config import RetryConfig
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
+from engine.durations import format_duration
 from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
+from engine.pacing import PACE_AHEAD, Schedule, SendPace
 from engine.profile import ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.sms import SmsStyle
@@ -31,6 +32,7 @@ from engine.state import new_customer
 from engine.store import Store
 
 log = logger.bind(component="dispatch")
+PACED = "paced"  # a message waiting for its send slot on a rate-limited channel (not a decision)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Decision:
     retry_at: datetime | None = None
     logged: bool = True
     deadline: datetime | None = None  # kept as the message's expiry when a deferral sets one
+    slot: datetime | None = None  # its send slot on a rate-limited channel (kept while it waits for it)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Ready:
     channel: Channel
     to: str
     context: Any
+    slot: datetime | None = None  # when it is sent: its decision time, or its slot on a paced channel
 
 
 @dataclass
@@ -60,10 +64,11 @@ class DispatchReport:
     by_outcome: dict[str, int] = field(default_factory=dict)
     by_rule: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, outcome) -> count
     rescheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer, new due)
+    paced: int = 0  # messages given a later send slot on a rate-limited channel (not decisions)
 
     @property
     def handled(self) -> int:
-        return sum(self.by_outcome.values())
+        return sum(self.by_outcome.values()) + self.paced
 
     def count(self, outcome: str, rule_id: str) -> None:
         self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
@@ -76,6 +81,7 @@ class DispatchReport:
         for key, value in other.by_rule.items():
             self.by_rule[key] = self.by_rule.get(key, 0) + value
         self.rescheduled.extend(other.rescheduled)
+        self.paced += other.paced
 
 
 @dataclass
@@ -97,7 +103,11 @@ class _Rows:
 class Dispatcher:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], templates, channels: dict[str, Channel],
                  gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500, profile: ProfileConfig | None = None,
-                 retry: RetryConfig | None = None, health: "ChannelHealth | None" = None):
+                 retry: RetryConfig | None = None, health: "ChannelHealth | None" = None,
+                 pace: SendPace | None = None):
+        """`pace`: the send loops' own pacing on the real clock (the engine's, kept across
+        reloads); without it, or on the virtual clock, a send does not wait for its slot."""
+        self.pace = pace
         self.profile = profile
         self.retry = retry or RetryConfig()
         self.health = health or ChannelHealth()
@@ -154,7 +164,7 @@ class Dispatcher:
         report = DispatchReport()
         rules = self.rules()
         decided: list[tuple[dict, datetime, Decision]] = []
-        with self.store.dispatch_transaction(now, self.batch_size) as txn:
+        with self.store.dispatch_transaction(now, self.batch_size, None if virtual else now + PACE_AHEAD) as txn:
             claimed = txn.messages
             if not claimed:
                 return report
@@ -174,7 +184,7 @@ class Dispatcher:
                 else:
                     ready.append(result)
             allowed, provisional = self._gate(txn, ready, decided, rules, virtual)
-        sent_updates, sent_log, unreserve = self._send(allowed, parallel=not virtual)
+        sent_updates, sent_log, unreserve = self._send(allowed, real=not virtual)
         for channel in self.channels.values():
             channel.flush()
         for row in sent_log:
@@ -195,7 +205,10 @@ class Dispatcher:
         if self.log_decisions:
             self._log_decisions(sent_log, judged_before, customers)
         for message, _, decision in decided:
-            report.count(decision.outcome, message["rule_id"])
+            if decision.reason == PACED:
+                report.paced += 1
+            else:
+                report.count(decision.outcome, message["rule_id"])
             if decision.retry_at is not None:
                 report.rescheduled.append((message["customer_id"], decision.retry_at))
         return report
@@ -220,10 +233,17 @@ class Dispatcher:
             if rule.expires is None:  # a deadline set by a deferral (limits.max_deferral)
                 return Decision("expired", "expired", "could not be sent before its deadline "
                                                       f"{message['expires_at'].astimezone(self.tz):%Y-%m-%d %H:%M} "
-                                                      "(limits.max_deferral after its first due time)")
+                                                      "(limits.max_deferral after its first due time): "
+                                                      f"{_late(at - message['expires_at'])} past it")
             late = at - message["due_at"]
             return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
-                                                  f"due time ({_minutes(late)} late)")
+                                                  f"due time ({_late(late)} late)")
+        if message["expires_at"] is None and at > message["due_at"] + self.gate.limits.max_deferral:
+            # a backlog (the daemon was stopped, or fell behind): stale past the longest deferral
+            return Decision("expired", "expired", f"not sent within limits.max_deferral "
+                                                  f"({format_duration(self.gate.limits.max_deferral)}) of its due time "
+                                                  f"{message['due_at'].astimezone(self.tz):%Y-%m-%d %H:%M}: "
+                                                  f"{_late(at - message['due_at'])} late")
         hold = self.gate.time_windows(Candidate(message, rule, customer, at))
         if hold is not None:
             return _held(hold)
@@ -259,8 +279,8 @@ class Dispatcher:
     # the gate ----------------------------------------------------------------------------
     def _gate(self, txn, ready: list[Ready], decided: list, rules: RuleSet, virtual: bool):
         """In the batch's transaction: lock the customers, judge every ready message
-        against their send ledger, reserve the ones let through, and record every other
-        decision.
+        against their send ledger, give the ones let through their send slot on a paced
+        channel and reserve them, and record every other decision.
 
         Returns the messages let through, and the cap suppressions that rest on a send of
         this batch (final only once that send succeeded; meanwhile they are `claimed`). On
@@ -280,8 +300,8 @@ class Dispatcher:
             horizon = min((ceil_minute(d.retry_at) for _, _, d in decided
                            if d.retry_at is not None and d.retry_at <= latest), default=None)
         txn.read_ledger([r.candidate.message["customer_id"] for r in ready], first - caps,
-                        {rule_id: first - cooldown for rule_id, cooldown in cooldowns.items()},
-                        self.gate.rate_windows(first, max(times)))
+                        {rule_id: first - cooldown for rule_id, cooldown in cooldowns.items()})
+        schedules = self._schedules(txn, ready)
         by_candidate = {id(r.candidate): r for r in ready}
         for candidate in self.gate.order([r.candidate for r in ready]):
             message = candidate.message
@@ -289,69 +309,107 @@ class Dispatcher:
                 continue  # still pending, untouched
             cid, channel = message["customer_id"], message["channel"]
             try:
-                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []),
-                                                    txn.channel_recent.get(channel))
+                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []))
+                slot, paced = (None, None) if hold is not None else self._pace(candidate, schedules.get(channel))
             except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
                 log.exception("message {} of rule {}: unexpected error in the gate", message["id"], message["rule_id"])
                 decided.append((message, candidate.at, Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}")))
                 continue
-            if hold is not None:
-                decision = _held(hold)
-                depends_on = reserved.intersection(hold.counted)
+            decision = _held(hold) if hold is not None else paced
+            if decision is not None:
+                depends_on = reserved.intersection(hold.counted) if hold is not None else set()
                 if depends_on:
                     provisional.append((message, candidate.at, decision, depends_on))
                 else:
                     decided.append((message, candidate.at, decision))
-                if hold.reason == "rate":  # hold its slot, so the next one paced gets the one after
-                    insort(txn.channel_recent[channel], hold.retry_at)
-                # (channel-rate pacing moves a message by seconds, inside its minute: no one
-                # else's decision depends on it, so it does not cut the batch)
-                if virtual and hold.reason != "rate" and hold.retry_at is not None and hold.retry_at <= latest:
-                    horizon = min(horizon or hold.retry_at, ceil_minute(hold.retry_at))
+                if virtual and decision.retry_at is not None and decision.retry_at <= latest:
+                    horizon = min(horizon or decision.retry_at, ceil_minute(decision.retry_at))
                 continue
-            allowed.append(by_candidate[id(candidate)])
-            row = ledger_row(candidate)
+            r = by_candidate[id(candidate)]
+            r.slot = slot
+            allowed.append(r)
+            row = ledger_row(candidate, slot)
             reserved.add(message["id"])
             if candidate.rule.to != "staff":
                 txn.ledger.setdefault(cid, []).append(row)
                 txn.reservations.append(row)
-                if channel in txn.channel_recent:
-                    insort(txn.channel_recent[channel], candidate.at)
         for message, at, decision in decided:
             txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
                                        else decision.outcome, decision))
             if decision.logged:
                 txn.log.append(_log_row(message, at, decision))
         for r in allowed:
-            txn.updates.append(_update(r.candidate.message, r.candidate.at, "sending", Decision("sending")))
+            txn.updates.append(_update(r.candidate.message, r.slot, "sending", Decision("sending", slot=r.slot)))
         for message, at, _, _ in provisional:
             txn.updates.append(_update(message, at, "claimed", Decision("claimed")))
         return allowed, provisional
 
+    # pacing ------------------------------------------------------------------------------
+    def _schedules(self, txn, ready: list[Ready]) -> dict[str, Schedule]:
+        """The send schedules of the batch's rate-limited channels, read under their locks."""
+        out: dict[str, Schedule] = {}
+        for name in sorted({r.candidate.message["channel"] for r in ready}):
+            limits = self.gate.limits.channels.get(name)
+            if limits is not None and limits.rate is not None:
+                out[name] = Schedule(limits.rate, txn.schedule_end(name))
+        return out
+
+    def _pace(self, c: Candidate, schedule: Schedule | None) -> tuple[datetime, Decision | None]:
+        """The send time of a message the gate let through: its decision time, or on a
+        rate-limited channel its slot (the one it holds, else the next free one). A slot
+        beyond PACE_AHEAD: the message waits for it, holding it (a `paced` wait, not a
+        decision). A slot past its deadline: expired. A slot in the quiet hours or outside
+        the rule's window (it is later than the decision time): deferred like any other."""
+        at, message = c.at, c.message
+        if schedule is None:
+            return at, None
+        held = message.get("slot_at")
+        slot = max(held, at) if held is not None else schedule.next_slot(at)
+        deadline = message["expires_at"] or message["due_at"] + self.gate.limits.max_deferral
+        if slot > deadline:
+            why = "its expiry" if c.rule.expires else f"the longest deferral ({format_duration(self.gate.limits.max_deferral)})"
+            return slot, Decision("expired", "expired", f"channel {message['channel']} is booked at its rate "
+                                                        f"{schedule.rate.text}: its turn would be at "
+                                                        f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}, past {why}")
+        schedule.take(slot)
+        if slot > at + PACE_AHEAD:
+            return slot, Decision("deferred", PACED, f"waits for its turn at channel {message['channel']}'s rate "
+                                                     f"{schedule.rate.text}: "
+                                                     f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
+                                  retry_at=slot - PACE_AHEAD, logged=False, deadline=deadline, slot=slot)
+        if slot > at:
+            hold = self.gate.time_windows_at_slot(c, slot)
+            if hold is not None:
+                return slot, _held(hold)
+        return slot, None
+
     # sending -----------------------------------------------------------------------------
-    def _send(self, allowed: list[Ready], parallel: bool) -> tuple[list[dict], list[dict], list[int]]:
-        """Render and send what the gate let through. A message that cannot be rendered
-        or sent fails and leaves the send ledger (it was not sent, so it counts against
-        no cap). `parallel` (the daemon): each channel's messages go in their own thread,
-        so a provider that hangs until its timeout does not hold up the other channels;
-        within a channel they go in order."""
+    def _send(self, allowed: list[Ready], real: bool) -> tuple[list[dict], list[dict], list[int]]:
+        """Render and send what the gate let through, each channel's messages in the order
+        of their send slots. A message that cannot be rendered or sent fails and leaves the
+        send ledger (it was not sent, so it counts against no cap). `real` (the daemon):
+        each channel's messages go in their own thread, so a provider that hangs until its
+        timeout (or a rate's wait for the next slot) does not hold up the other channels,
+        and each send waits for its slot."""
         groups: dict[str, list[Ready]] = {}
         for r in allowed:
             groups.setdefault(r.channel.name, []).append(r)
-        if not parallel or len(groups) < 2:
-            return self._send_each(allowed)
+        for group in groups.values():
+            group.sort(key=lambda r: r.slot)
+        if not real or len(groups) < 2:
+            return self._send_each([r for group in groups.values() for r in group], real)
         updates, log_rows, unreserve = [], [], []
-        for done in [_senders().submit(self._send_each, group) for group in groups.values()]:
+        for done in [_senders().submit(self._send_each, group, real) for group in groups.values()]:
             u, rows, back = done.result()
             updates += u
             log_rows += rows
             unreserve += back
         return updates, log_rows, unreserve
 
-    def _send_each(self, allowed: list[Ready]) -> tuple[list[dict], list[dict], list[int]]:
+    def _send_each(self, allowed: list[Ready], real: bool = False) -> tuple[list[dict], list[dict], list[int]]:
         updates, log_rows, unreserve = [], [], []
         for r in allowed:
-            message, at = r.candidate.message, r.candidate.at
+            message, at = r.candidate.message, r.slot
             try:
                 body = self._render(r)
             except TemplateError as exc:
@@ -374,6 +432,9 @@ class Dispatcher:
                 log_rows.append(_log_row(message, at, decision))
                 continue
             try:
+                if real and self.pace is not None:
+                    limits = self.gate.limits.channels.get(r.channel.name)
+                    self.pace.wait(r.channel.name, at, limits.rate.spacing if limits and limits.rate else None)
                 r.channel.send(outbound)
                 decision = Decision("sent", body=body)
                 self.health.succeeded(r.channel.name)
@@ -490,14 +551,13 @@ class ChannelHealth:
 
 
 def _held(hold: Hold) -> Decision:
-    return Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, logged=hold.logged,
-                    deadline=hold.deadline)
+    return Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, deadline=hold.deadline)
 
 
 def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:
     return {"_id": message["id"], "state": state, "reason": decision.reason, "detail": decision.detail,
             "due_at": decision.retry_at or message["due_at"], "expires_at": decision.deadline or message["expires_at"],
-            "updated_at": at}
+            "updated_at": at, "slot_at": decision.slot}
 
 
 def _log_row(message: dict, at: datetime, decision: Decision) -> dict:
@@ -519,8 +579,11 @@ def _unless_detail(source: str, order: dict | None) -> str:
     return f"true at send time: {source}"
 
 
-def _minutes(delta) -> str:
+def _late(delta: timedelta) -> str:
+    """How late, for people: 45 min, 3 h 20 min, 21 d 4 h."""
     minutes = int(delta.total_seconds() // 60)
+    if minutes >= 2 * 1440:
+        return f"{minutes // 1440} d {minutes % 1440 // 60} h"
     if minutes >= 120:
         return f"{minutes // 60} h {minutes % 60} min"
     return f"{minutes} min"

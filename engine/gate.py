@@ -2,15 +2,15 @@
 
 For each message it answers allow, or hold with an outcome and a reason a marketer
 understands: suppressed (unsubscribed, cooldown, cap), deferred (quiet_hours, window,
-cap with `on_limit: defer`, channel rate) with the new time, or expired when a deferral
-would pass the message's expiry. It runs inside the store's gate transaction, against
+cap with `on_limit: defer`) with the new time, or expired when a deferral would pass the
+message's expiry. (A channel's `rate` is not a hold: it is the channel's send schedule,
+engine/pacing.py.) It runs inside the store's gate transaction, against
 the send ledger of the customers concerned, so two dispatchers can never both pass a
 cap of one. Service messages count only against the service caps; staff alerts against
 nothing. The daemon and the dry-run call it identically."""
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -30,7 +30,6 @@ class Hold:
     reason: str
     detail: str
     retry_at: datetime | None = None  # for deferred: the new due time
-    logged: bool = True  # channel-rate pacing is not a decision worth a log line
     counted: tuple[int, ...] = ()  # for cap: the messages whose sends count against it
     deadline: datetime | None = None  # for deferred: the latest time it may still go
 
@@ -61,14 +60,6 @@ class Gate:
         caps = self.limits.lookback()
         return caps, {r.id: r.cooldown for r in rules if r.cooldown and r.cooldown > caps}
 
-    def rate_windows(self, first: datetime, last: datetime | None = None) -> dict[str, tuple[datetime, datetime]]:
-        """Per rate-limited channel, the span of sends that can bear on decisions at times
-        first..last: a send counts for a window around the decision's time, so the span
-        is (first - window, last + window]."""
-        last = last or first
-        return {name: (first - ch.rate.per, last + ch.rate.per) for name, ch in self.limits.channels.items()
-                if ch.rate}
-
     @staticmethod
     def order(candidates: list[Candidate]) -> list[Candidate]:
         """A customer's messages due in the same minute: higher priority first, then earlier."""
@@ -81,7 +72,13 @@ class Gate:
         customer's opt-outs, the caps), since all of those are judged again when it goes."""
         return self._time_windows(c, c.rule.to == "staff")
 
-    def check(self, c: Candidate, ledger: list[dict], channel_recent: list[datetime] | None) -> Hold | None:
+    def time_windows_at_slot(self, c: Candidate, slot: datetime) -> Hold | None:
+        """For a message let through at c.at whose send slot on a paced channel is later
+        (by at most engine.pacing.PACE_AHEAD): whether the slot too is inside the allowed
+        hours (a slot past the start of the quiet hours defers it, like any other)."""
+        return self._time_windows(Candidate(c.message, c.rule, c.customer, slot), c.rule.to == "staff")
+
+    def check(self, c: Candidate, ledger: list[dict]) -> Hold | None:
         """Decide one message that `time_windows` let through; the caller records an
         allowed one in the ledger. Staff alerts obey only their rule's own cooldown (and
         window)."""
@@ -99,10 +96,7 @@ class Gate:
                                                       f"to this customer {self._when(last[-1]['time'])}")
         if staff:
             return None
-        hold = self._caps(c, ledger)
-        if hold is not None:
-            return hold
-        return self._rate(c, channel_recent)
+        return self._caps(c, ledger)
 
     # quiet hours and send windows --------------------------------------------------------
     def _time_windows(self, c: Candidate, staff: bool = False) -> Hold | None:
@@ -168,30 +162,6 @@ class Gate:
             return Hold(hold.outcome, hold.reason, hold.detail, hold.retry_at, counted=ids, deadline=hold.deadline)
         return None
 
-    # provider throughput -------------------------------------------------------------------
-    def _rate(self, c: Candidate, recent: list[datetime] | None) -> Hold | None:
-        """Pace a channel to its `rate`. `recent` (sorted) holds the channel's sends in the
-        window and the slots held by messages paced before: a message goes now if that
-        keeps every window around now within the rate, else it takes the first slot after
-        them (so a deferred flood is released in order, one pacing each)."""
-        limits = self.limits.channels.get(c.message["channel"])
-        if recent is None or limits is None or limits.rate is None:
-            return None
-        rate = limits.rate
-        if _room(recent, c.at, rate.per, rate.count):
-            return None
-        if recent[-1] > c.at:  # slots held later on: queue after them
-            slot = recent[-1] if len(recent) < rate.count else max(recent[-1], recent[-rate.count] + rate.per)
-        else:
-            slot = c.at
-            while True:  # the first moment with room in the window ending there
-                window = recent[bisect_right(recent, slot - rate.per):bisect_right(recent, slot)]
-                if len(window) < rate.count:
-                    break
-                slot = window[len(window) - rate.count] + rate.per
-        return Hold("deferred", "rate", f"paced by channel rate {rate.text}: next slot {slot.isoformat()}",
-                    retry_at=slot, logged=False)
-
     # ---------------------------------------------------------------------------------------
     def _defer(self, c: Candidate, reason: str, what: str, retry: datetime, tz: ZoneInfo | None = None) -> Hold:
         """Defer to `retry`, unless that passes the message's deadline: its expiry, or for
@@ -212,27 +182,13 @@ class Gate:
         return shown
 
 
-def _room(recent: list[datetime], x: datetime, per: timedelta, count: int) -> bool:
-    """Whether one more send at `x` keeps every window of length `per` that contains it
-    (those ending at x, and at each later entry before x + per) at `count` or fewer."""
-    near = recent[bisect_right(recent, x - per):bisect_left(recent, x + per)]
-    k = bisect_right(near, x)
-    if k + 1 > count:
-        return False
-    left = 0
-    for j in range(k, len(near)):
-        while near[left] <= near[j] - per:
-            left += 1
-        if j - left + 2 > count:
-            return False
-    return True
-
-
 def _span(delta: timedelta) -> str:
     return format_duration(delta)
 
 
-def ledger_row(c: Candidate) -> dict[str, Any]:
+def ledger_row(c: Candidate, sent_at: datetime | None = None) -> dict[str, Any]:
+    """The send ledger's row for a message let through, sent at `sent_at` (its slot on a
+    paced channel; by default its decision time)."""
     m = c.message
     return {"message_id": m["id"], "customer_id": m["customer_id"], "rule_id": m["rule_id"],
-            "channel": m["channel"], "kind": m["kind"], "time": c.at.astimezone(timezone.utc)}
+            "channel": m["channel"], "kind": m["kind"], "time": (sent_at or c.at).astimezone(timezone.utc)}

@@ -63,5 +63,5 @@ def message_row(p: Plan, event: Event, now: datetime) -> dict[str, Any]:
         "rule_id": p.rule.id, "dedup_key": p.dedup_key, "customer_id": event.customer_id,
         "order_id": event.order_id, "event_id": event.id, "channel": p.rule.channel, "kind": p.rule.kind,
         "due_at": p.due_at, "expires_at": p.expires_at, "state": "pending", "reason": None, "detail": None,
-        "attempts": 0, "claimed_at": None, "created_at": now, "updated_at": now,
+        "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now, "updated_at": now,
     }

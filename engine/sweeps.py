@@ -177,7 +177,7 @@ class Sweeper:
             "rule_id": rule.id, "dedup_key": key, "customer_id": customer["id"], "order_id": None, "event_id": None,
             "channel": rule.channel, "kind": rule.kind, "due_at": due,
             "expires_at": due + rule.expires if rule.expires is not None else None, "state": "pending",
-            "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "created_at": now, "updated_at": now,
+            "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now, "updated_at": now,
         })
 
 

@@ -543,6 +543,68 @@ def test_a_flood_released_over_many_batches_is_paced_once_per_message_and_never_
     assert {m["attempts"] for m in engine.store.rows("messages")} == {1}  # one send attempt each
 
 
+def test_a_burst_behind_a_rate_goes_out_evenly_spaced_in_due_order_and_the_same_in_the_dry_run(build, mode):
+    """300 shipping notices due together at 50/s, over batches of 100: one every 20 ms, in
+    the order they were taken (due time, then customer), the last 5.98 s after the first;
+    each decided once (pacing is no decision)."""
+    engine = build([SHIPPING], {**LIMITS, "service": {"per_customer": [], "quiet_hours": None},
+                                "channels": {"sms": {"rate": "50/s"}}})
+    engine.dispatcher.batch_size = 100
+    start = at(11, 10)
+    events = [shipped(f"e{i:03}", start, f"o-{i:03}", customer=f"c-{i:03}") for i in range(300)]
+
+    play(engine, mode, events, until=at(11, 12))
+
+    sent = engine.channels["sms"].sent
+    assert [m.customer_id for m in sent] == [f"c-{i:03}" for i in range(300)]
+    first = sent[0].time
+    assert first == start
+    assert [m.time - first for m in sent] == [timedelta(milliseconds=20 * i) for i in range(300)]
+    assert [(r["outcome"], r["time"]) for r in engine.store.rows("message_log")] == [("sent", m.time) for m in sent]
+    assert {m["state"] for m in engine.store.rows("messages")} == {"sent"}
+
+
+def test_a_paced_message_whose_turn_falls_in_the_quiet_hours_waits_for_their_end(build, mode):
+    engine = build([COUPON], {**LIMITS, "channels": {"sms": {"rate": "1/m"}}})
+    late = at(11, 20, 59)  # three coupons a minute before the quiet hours: one a minute
+
+    play(engine, mode, [coupon(f"e{i}", late, customer=f"c-{i}") for i in range(3)], until=at(12, 12))
+
+    assert sorted((shown(m.time), m.customer_id) for m in engine.channels["sms"].sent) == [
+        ("11-11 20:59", "c-0"), ("11-12 09:00", "c-1"), ("11-12 09:01", "c-2")]
+    assert [r[3:5] for r in log(engine) if r[3] != "sent"] == [("deferred", "quiet_hours")] * 2
+
+
+def test_a_paced_message_whose_turn_would_pass_its_deadline_expires_saying_so(build, mode):
+    engine = build([COUPON], {**LIMITS, "channels": {"sms": {"rate": "1/h"}}, "max_deferral": "90m"})
+
+    play(engine, mode, [coupon(f"e{i}", at(11, 10), customer=f"c-{i}") for i in range(3)], until=at(12, 12))
+
+    assert log(engine) == [
+        ("11-11 10:00", "coupon-reminder", "c-0", "sent", None, None),
+        ("11-11 10:00", "coupon-reminder", "c-2", "expired", "expired",
+         "channel sms is booked at its rate 1/h: its turn would be at 2026-11-11 12:00:00, "
+         "past the longest deferral (90m)"),
+        ("11-11 11:00", "coupon-reminder", "c-1", "sent", None, None),
+    ]
+
+
+def test_a_backlog_after_downtime_expires_what_is_older_than_the_longest_deferral(build, store):
+    """The daemon was down for three weeks: a thank-you due on 11-11 must not go out on
+    12-02, and the record says how late it was; a message due within max_deferral goes."""
+    engine = build([COUPON], {**LIMITS, "marketing": {"per_customer": [], "quiet_hours": None}})
+    engine.ingest([coupon("old", at(11, 10)), coupon("fresh", at(2, 8, month=12), customer="c-2")])
+    engine.clock.set(at(2, 10, month=12))
+
+    engine.dispatch()
+
+    assert log(engine) == [
+        ("12-02 10:00", "coupon-reminder", "c-1", "expired", "expired",
+         "not sent within limits.max_deferral (1d) of its due time 2026-11-11 10:00: 21 d 0 h late"),
+        ("12-02 10:00", "coupon-reminder", "c-2", "sent", None, None),
+    ]
+
+
 def test_a_message_that_cannot_be_rendered_fails_and_does_not_use_up_the_cap(build, mode):
     engine = build([COUPON, rule("coupon-expiry", template="broken.j2", priority=10)])
 

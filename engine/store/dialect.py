@@ -63,6 +63,14 @@ def lock_customers(conn, engine: Engine, ids: list[str]) -> None:
                      .with_for_update())
 
 
+def lock_channel(conn, engine: Engine, channel: str) -> None:
+    """A rate-limited channel's pacing lock, held until the transaction ends (PostgreSQL:
+    a transaction-level advisory lock on the channel's name; SQLite's BEGIN IMMEDIATE
+    already serialises writers)."""
+    if engine.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"engine.pacing:{channel}",))
+
+
 def lock_due_rows(select_stmt, engine: Engine):
     """PostgreSQL: several dispatchers claim disjoint rows without waiting."""
     if engine.dialect.name == "postgresql":

@@ -16,13 +16,14 @@ from sqlalchemy import create_engine, delete, func, inspect, select, text, updat
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, daemon_state, OBSOLETE_INDEXES, PACED_WHERE, PENDING_WHERE, customers, sweeps, decode_time, encode_time, events, message_log, messages, metadata, orders,
-                                 rejected_events, sends)
+from engine.store.tables import (IN_FLIGHT_WHERE, OBSOLETE_INDEXES, PENDING_WHERE, SLOTTED_WHERE, customers,
+                                 daemon_state, decode_time, encode_time, events, message_log, messages, metadata,
+                                 orders, rejected_events, sends, sweeps)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
 DUE_COLUMNS = ("id", "rule_id", "dedup_key", "customer_id", "order_id", "event_id", "channel", "kind", "due_at",
-               "expires_at", "state", "attempts")
+               "expires_at", "state", "attempts", "slot_at")
 _PENDING_SQL = PENDING_WHERE  # written out, not bound: a partial index is used only for its own literal WHERE
 
 
@@ -375,7 +376,7 @@ class Store:
 
     # ---- dispatch ---------------------------------------------------------------------
     @contextmanager
-    def dispatch_transaction(self, now: datetime, limit: int):
+    def dispatch_transaction(self, now: datetime, limit: int, slots_until: datetime | None = None):
         """One transaction for a batch of dispatch: take up to `limit` due pending
         messages, earliest first, let the caller read what it needs and judge them (the
         gate's locks and ledger: `GateTransaction.read_ledger`), then write every decision.
@@ -386,20 +387,33 @@ class Store:
         the order wanted: no sort, however large the backlog. They stay `pending` until
         the decisions are written in this same transaction; meanwhile PostgreSQL's row
         locks (FOR UPDATE SKIP LOCKED) make other dispatchers pass them by, and SQLite's
-        BEGIN IMMEDIATE admits one writer at a time."""
+        BEGIN IMMEDIATE admits one writer at a time.
+
+        `slots_until` (the daemon): first take the messages holding a send slot up to
+        then, in slot order, so that a burst paced over many batches goes in its order."""
         with self.engine.begin() as conn:
             txn = GateTransaction(conn, self, now)
-            txn.messages = self._due(conn, now, limit)
+            txn.messages = self._due(conn, now, limit, slots_until)
             txn.taken = {m["id"] for m in txn.messages}
             yield txn
             txn.write()
 
-    def _due(self, conn, now: datetime, limit: int) -> list[dict]:
+    def _due(self, conn, now: datetime, limit: int, slots_until: datetime | None = None) -> list[dict]:
         p, reader = dialect.placeholder(self.engine), self._readers.get("due")
         if reader is None:  # what dispatch reads of a message (not its bookkeeping times)
             reader = self._readers["due"] = dialect.BulkRead(self.engine, messages, columns=DUE_COLUMNS)
         lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
-        select_due = f"SELECT {', '.join(reader.keys)} FROM messages WHERE {_PENDING_SQL} AND "
+        columns = ", ".join(reader.keys)
+        slotted: list[dict] = []
+        if slots_until is not None:
+            slotted = reader.decode(dialect.raw_rows(
+                conn, f"SELECT {columns} FROM messages WHERE {SLOTTED_WHERE} AND slot_at <= {p} "
+                      f"ORDER BY slot_at, id LIMIT {int(limit)}{lock}", (encode_time(slots_until, self.dialect),)))
+            if len(slotted) >= limit:
+                return slotted
+            limit -= len(slotted)
+        unslotted = " AND slot_at IS NULL" if slots_until is not None else ""
+        select_due = f"SELECT {columns} FROM messages WHERE {_PENDING_SQL}{unslotted} AND "
         rows = reader.decode(dialect.raw_rows(
             conn, select_due + f"due_at <= {p} ORDER BY due_at, customer_id, id LIMIT {int(limit)}{lock}",
             (encode_time(now, self.dialect),)))
@@ -410,7 +424,7 @@ class Store:
                 conn, select_due + f"due_at = {p} AND customer_id = {p}{lock}",
                 (encode_time(last["due_at"], self.dialect), last["customer_id"]))) if r["id"] not in taken)
         rows.sort(key=lambda r: (r["due_at"], r["id"]))
-        return rows
+        return slotted + rows
 
     def finish(self, updates: list[dict], log: list[dict], unreserve: list[int] = ()) -> None:
         """Record the outcome of claimed messages and their decisions, together.
@@ -437,7 +451,7 @@ class Store:
         fence = f" AND {IN_FLIGHT_WHERE}" if in_flight_only else ""
         sql = (f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, due_at = {p}, "
                f"expires_at = COALESCE({p}, expires_at), updated_at = {p}, claimed_at = {p}, "
-               f"attempts = attempts + {p} WHERE id = {p}{fence}")
+               f"attempts = attempts + {p}, slot_at = {p} WHERE id = {p}{fence}")
         name = self.dialect
         in_flight = None if now is None else encode_time(now, name)
 
@@ -447,12 +461,14 @@ class Store:
         conn.exec_driver_sql(sql, [(u["state"], u["reason"], u["detail"], encode_time(u["due_at"], name),
                                     time_or_none(u.get("expires_at")), encode_time(u["updated_at"], name),
                                     in_flight if u["state"] in (SENDING, CLAIMED) else None,
-                                    int(u["state"] == SENDING) - int(bool(u.get("uncount"))), u["_id"])
+                                    int(u["state"] == SENDING) - int(bool(u.get("uncount"))),
+                                    time_or_none(u.get("slot_at")), u["_id"])
                                    for u in updates])
 
     def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Claims older than the lease belong to a dispatcher that died: make them pending
-        again (a message it had let through also leaves the send ledger)."""
+        again (a message it had let through also leaves the send ledger, and gives up its
+        send slot: it takes a new one when it is decided again)."""
         stale = select(messages.c.id).where(text(IN_FLIGHT_WHERE), messages.c.claimed_at < now - lease)
         with self.engine.begin() as conn:
             ids = [r[0] for r in conn.execute(stale)]
@@ -460,7 +476,7 @@ class Store:
                 chunk = ids[start:start + _CHUNK]
                 conn.execute(delete(sends).where(sends.c.message_id.in_(chunk)))
                 conn.execute(update(messages).where(messages.c.id.in_(chunk))
-                             .values(state=PENDING, claimed_at=None, updated_at=now))
+                             .values(state=PENDING, claimed_at=None, slot_at=None, updated_at=now))
         return len(ids)
 
 
@@ -474,7 +490,6 @@ class GateTransaction:
         self.messages: list[dict] = []  # the due messages taken by this transaction
         self.taken: set[int] = set()  # and their ids
         self.ledger: dict[str, list[dict]] = {}  # customer -> their sends, oldest first
-        self.channel_recent: dict[str, list[datetime]] = {}  # rate-limited channel -> recent send times
         self.reservations: list[dict] = []  # sends rows for the messages let through
         self.updates: list[dict] = []
         self.log: list[dict] = []
@@ -488,12 +503,10 @@ class GateTransaction:
     def event_data_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
         return self.store._event_data(self.conn, ids)
 
-    def read_ledger(self, customer_ids: list[str], since: datetime, rule_since: dict[str, datetime],
-                    channel_since: dict[str, tuple[datetime, datetime]]) -> None:
+    def read_ledger(self, customer_ids: list[str], since: datetime, rule_since: dict[str, datetime]) -> None:
         """Lock the customers (PostgreSQL, in id order so two dispatchers never deadlock;
         SQLite's write lock covers it), then read their sends since `since` (and a rule's
-        own sends since its `rule_since`, for cooldowns longer than that), and each
-        rate-limited channel's sends in its span, with the slots held by paced messages."""
+        own sends since its `rule_since`, for cooldowns longer than that)."""
         conn, store = self.conn, self.store
         ids = sorted(set(customer_ids))
         for start in range(0, len(ids), _CHUNK):
@@ -511,17 +524,19 @@ class GateTransaction:
                 sent = dict(zip(columns, row))
                 sent["time"] = decode_time(sent["time"], name)
                 ledger.setdefault(sent["customer_id"], []).append(sent)
-        for channel, (start_at, end_at) in channel_since.items():
-            # sends in the rate windows around the batch's times, and every slot held by
-            # a message paced earlier (the next one paced queues after the last of them),
-            # but for the messages this transaction is deciding: their slots are free again
-            sql = (f"SELECT time, NULL FROM sends WHERE channel = {p} AND time > {p} AND time <= {p} UNION ALL "
-                   f"SELECT due_at, id FROM messages WHERE {PACED_WHERE} AND channel = {p} AND due_at > {p}")
-            after, upto = encode_time(start_at, name), encode_time(end_at, name)
-            taken = self.taken
-            self.channel_recent[channel] = sorted(
-                decode_time(at, name) for at, held_by in dialect.raw_rows(conn, sql, (channel, after, upto, channel, after))
-                if held_by is None or held_by not in taken)
+
+    def schedule_end(self, channel: str) -> datetime | None:
+        """Where a rate-limited channel's schedule ends: its latest send or held slot (from
+        any dispatcher). Takes the channel's pacing lock for the rest of the transaction
+        (PostgreSQL; SQLite's write lock covers it), after the customers' locks: every
+        dispatcher locks in that order, so none waits for another in a circle."""
+        conn, store = self.conn, self.store
+        dialect.lock_channel(conn, store.engine, channel)
+        p = dialect.placeholder(store.engine)
+        sql = (f"SELECT max(t) FROM (SELECT max(time) AS t FROM sends WHERE channel = {p} UNION ALL "
+               f"SELECT max(slot_at) AS t FROM messages WHERE {SLOTTED_WHERE} AND channel = {p}) AS ends")
+        value = dialect.raw_rows(conn, sql, (channel, channel))[0][0]
+        return None if value is None else decode_time(value, store.dialect)
 
     def write(self) -> None:
         self.store._bulk()["sends"].run(self.conn, self.reservations)

@@ -98,7 +98,8 @@ customers = Table(
 # idle and birthday sweeps; with the id, a sweep whose rule has no `if:` reads the index alone
 Index("ix_customers_idle", customers.c.last_order_at, customers.c.id)
 Index("ix_customers_birthday_day", customers.c.birthday_md, customers.c.id)
-OBSOLETE_INDEXES = ("ix_customers_last_order", "ix_customers_birthday")  # replaced by the two above
+OBSOLETE_INDEXES = ("ix_customers_last_order", "ix_customers_birthday",  # replaced by the two above
+                    "ix_messages_paced")  # the slots held before pacing was a schedule (ix_messages_slots)
 
 _STAGES = ("created", "paid", "shipped", "out_for_delivery", "signed", "completed",
            "refund_requested", "refunded", "closed")
@@ -132,6 +133,7 @@ messages = Table(
     Column("detail", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("claimed_at", UTCDateTime),
+    Column("slot_at", UTCDateTime),  # its send slot on a rate-limited channel (engine.pacing), once given
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("rule_id", "dedup_key", name="uq_messages_rule_dedup"),
@@ -140,10 +142,14 @@ messages = Table(
 PENDING_WHERE = "state = 'pending'"
 Index("ix_messages_pending", messages.c.due_at, messages.c.customer_id, messages.c.id,
       sqlite_where=text(PENDING_WHERE), postgresql_where=text(PENDING_WHERE))
-# Messages paced by a channel rate hold their slot until sent: the gate counts them.
-PACED_WHERE = "state = 'pending' AND reason = 'rate'"
-Index("ix_messages_paced", messages.c.channel, messages.c.due_at,
-      sqlite_where=text(PACED_WHERE), postgresql_where=text(PACED_WHERE))
+# Messages waiting for the send slot they hold on a rate-limited channel: where each
+# channel's schedule ends is the latest of these (and of its sends).
+SLOTTED_WHERE = "state = 'pending' AND slot_at IS NOT NULL"
+Index("ix_messages_slots", messages.c.channel, messages.c.slot_at,
+      sqlite_where=text(SLOTTED_WHERE), postgresql_where=text(SLOTTED_WHERE))
+# The daemon takes the messages whose slot has come first, in slot order.
+Index("ix_messages_slot_due", messages.c.slot_at,
+      sqlite_where=text(SLOTTED_WHERE), postgresql_where=text(SLOTTED_WHERE))
 # Claims in flight, for the lease check (release_stale_claims).
 IN_FLIGHT_WHERE = "state IN ('claimed', 'sending')"
 Index("ix_messages_in_flight", messages.c.claimed_at,

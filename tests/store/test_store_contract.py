@@ -35,7 +35,7 @@ def message_row(dedup_key: str, due_minutes: float, rule_id: str = "payment-remi
     return {"rule_id": rule_id, "dedup_key": dedup_key, "customer_id": customer_id, "order_id": None,
             "event_id": None, "channel": "sms", "kind": "service", "due_at": NOW + timedelta(minutes=due_minutes),
             "expires_at": None, "state": state, "reason": None, "detail": None, "attempts": 0,
-            "claimed_at": None, "created_at": NOW, "updated_at": NOW}
+            "claimed_at": None, "slot_at": None, "created_at": NOW, "updated_at": NOW}
 
 
 def add_messages(store: Store, *rows: dict) -> dict[str, int]:
