@@ -382,8 +382,14 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     if reload:
         verdict = "ok" if reload["ok"] else f"REFUSED, {len(reload['errors'])} error(s); the last good version runs"
         click.echo(f"last reload: {when(reload['updated_at'])} {verdict}")
-        for error in reload["errors"]:
-            click.echo(f"  {error}")
+    if daemon and daemon["state"] == "running":
+        errors = daemon.get("rule_errors") or []
+        if errors:
+            click.echo(f"health: degraded: the rules running differ from the files on disk, {len(errors)} error(s):")
+            for error in errors:
+                click.echo(f"  {error}")
+        else:
+            click.echo("health: ok")
     rules = project.rules
     click.echo(f"rules on disk: {len(rules.rules)} ({sum(r.enabled for r in rules.rules)} enabled), "
                f"{len(project.errors)} error(s)" + ("; run `run.py check`" if project.errors else ""))

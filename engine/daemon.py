@@ -36,7 +36,9 @@ class Daemon:
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
-        self.metrics = Metrics(engine.store, engine.clock.now)
+        self.metrics = Metrics(engine.store, engine.clock.now, lambda: len(self.rule_errors()))
+        if reloader is not None:
+            reloader.on_reload.append(lambda _result: self._record("running"))
         self.server: HttpServer | None = None
         cfg = engine.project.config.http
         if cfg.enabled if http is None else http:
@@ -47,17 +49,29 @@ class Daemon:
         """What `run.py status` shows of this daemon."""
         project = self.engine.project
         value = {"state": state, "pid": os.getpid(), "rules": len(project.rules.rules),
-                 "http": f"{self.server.address[0]}:{self.server.address[1]}" if self.server else None}
+                 "http": f"{self.server.address[0]}:{self.server.address[1]}" if self.server else None,
+                 "rule_errors": self.rule_errors()}
         try:
             self.engine.store.set_daemon_state("daemon", value, datetime.now(timezone.utc))
         except Exception:  # noqa: BLE001 - status is a convenience; the daemon runs without it
             log.exception("could not record the daemon's state for run.py status")
 
+    def rule_errors(self) -> list[str]:
+        """Why the rules running differ from the files on disk: the errors of the last
+        reload when it was refused (the last good version runs), else those of the rules
+        left out when the daemon started. Empty when they agree."""
+        last = self.reloader.last if self.reloader is not None else None
+        if last is not None and not last.ok:
+            return list(last.errors)
+        return [str(p) for p in self.engine.project.errors]
+
     def health(self) -> dict:
-        """What GET /healthz shows: ok when the database answers and the scheduler runs."""
+        """What GET /healthz shows: "ok"; "degraded" (answered with 200) when the running
+        rules differ from the files on disk, with the errors in rule_errors; "error"
+        (503) when the database does not answer or the scheduler stopped."""
         project = self.engine.project
-        state = {"status": "ok", "rules": len(project.rules.rules),
-                 "rule_errors": [str(p) for p in project.errors]}
+        errors = self.rule_errors()
+        state = {"status": "degraded" if errors else "ok", "rules": len(project.rules.rules), "rule_errors": errors}
         try:
             self.engine.store.next_due_at()
             state["database"] = "ok"

@@ -5,7 +5,7 @@
                    -> 400 with every rejected line / item and its reason (the valid
                       ones are still stored; the rejected ones are kept in the
                       rejected_events table); 401 bad credentials; 413 too large
-    GET  /healthz  200 {"status": "ok", ...} or 503 with what is wrong
+    GET  /healthz  200 {"status": "ok" | "degraded", ...} or 503 {"status": "error", ...} with what is wrong
     GET  /metrics  Prometheus text format
 
 A sender proves who it is with `Authorization: Bearer <token>` or with
@@ -315,7 +315,7 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
 
     async def healthz(request: Request) -> Response:
         state = await run_in_threadpool(health) if health else {"status": "ok"}
-        return JSONResponse(state, status_code=200 if state.get("status") == "ok" else 503)
+        return JSONResponse(state, status_code=503 if state.get("status") == "error" else 200)
 
     async def get_metrics(request: Request) -> Response:
         if metrics is None:

@@ -39,8 +39,23 @@ class _Queue:
                                 value=lag)
 
 
+class _RuleErrors:
+    """Collector: how many errors keep the running rules from matching the files on disk."""
+
+    def __init__(self, count: Callable[[], int]):
+        self.count = count
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield GaugeMetricFamily("engine_rule_errors", "Errors in the rules, templates or config on disk that the "
+                                "running daemon could not take (a refused reload, rules left out at start)",
+                                value=self.count())
+
+
 class Metrics:
-    def __init__(self, store, now: Callable[[], datetime]):
+    def __init__(self, store, now: Callable[[], datetime], rule_errors: Callable[[], int] | None = None):
         self.registry = CollectorRegistry()
         self._events = Counter("engine_events", "Events received over HTTP, by outcome (accepted, duplicate, rejected)",
                                ["outcome"], registry=self.registry)
@@ -49,6 +64,8 @@ class Metrics:
         self._sweeps = Histogram("engine_sweep_duration_seconds", "Duration of each calendar rule's sweep", ["rule"],
                                  buckets=SWEEP_BUCKETS, registry=self.registry)
         self.registry.register(_Queue(store, now))
+        if rule_errors is not None:
+            self.registry.register(_RuleErrors(rule_errors))
 
     def events(self, accepted: int, duplicates: int, rejected: int) -> None:
         for outcome, n in (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected)):

@@ -9,6 +9,7 @@ needing a restart and keep their running values."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from engine.app import Engine, Project, load_project
 from engine.errors import ConfigError
 
 log = logger.bind(component="reload")
+WATCH_RETRY = 1.0  # seconds between looks for a watched folder that is gone
 
 
 @dataclass
@@ -45,16 +47,23 @@ class Reloader:
         self.engine = engine
         self.config_path, self.rules_dir, self.templates_dir = config_path, rules_dir, templates_dir
         self.last: ReloadResult | None = None
+        self.on_reload: list = []  # called with each ReloadResult (the daemon records its health)
         self._lock = threading.Lock()
 
     def reload(self) -> ReloadResult:
         with self._lock:
-            result = self._reload()
+            try:
+                result = self._reload()
+            except Exception as exc:  # noqa: BLE001 - whatever happened, it is a refused reload, reported
+                log.exception("reload failed")
+                result = self._refused(self.engine.clock.now(), [f"reload failed: {type(exc).__name__}: {exc}"])
             self.last = result
             try:  # for `run.py status`
                 self.engine.store.set_daemon_state("last_reload", result.as_dict(), result.at)
             except Exception:  # noqa: BLE001 - the reload happened; only its report is missing
                 log.exception("could not record the reload result for run.py status")
+            for callback in self.on_reload:
+                callback(result)
             return result
 
     def _reload(self) -> ReloadResult:
@@ -65,6 +74,9 @@ class Reloader:
             return self._refused(now, [str(p) for p in exc.problems])
         except OSError as exc:  # a folder removed or unreadable meanwhile
             return self._refused(now, [f"{exc.filename}: {exc.strerror}"])
+        except Exception as exc:  # noqa: BLE001 - a file no check foresaw: refused, and the daemon says why
+            log.exception("loading the changed files failed")
+            return self._refused(now, [f"could not load the changed files: {type(exc).__name__}: {exc}"])
         errors = [str(p) for p in project.errors]
         running = set(self.engine.channels)
         errors += [f"rule {r.id} sends on channel {r.channel!r}, which the running daemon does not have; "
@@ -118,14 +130,57 @@ class Reloader:
         return threads
 
     def _watch(self, paths, recursive: bool, only, stop: threading.Event) -> None:
-        try:
-            for changes in watchfiles.watch(*paths, watch_filter=only, recursive=recursive, stop_event=stop,
-                                            debounce=400, step=100, raise_interrupt=False):
-                shown = ", ".join(sorted({Path(p).name for _, p in changes}))
-                log.info("change in {}: reloading", shown)
+        """Watch until `stop`, whatever happens to the files: a folder removed, renamed or
+        unreadable is reported (a refused reload) and watched for until it is back, and
+        the watch starts again (with a reload, for what changed meanwhile)."""
+        shown = ", ".join(map(str, paths))
+        reported: list = []  # the folders found missing and reported
+        reload_when_back = False  # the watch was interrupted: what changed meanwhile is reloaded
+        while not stop.is_set():
+            missing = [p for p in paths if not Path(p).is_dir()]
+            if missing:
+                if missing != reported:
+                    log.warning("{} is not there (removed or renamed?); watching for it to come back",
+                                ", ".join(map(str, missing)))
+                    self.reload()
+                    reported = missing
+                reload_when_back = True
+                stop.wait(WATCH_RETRY)
+                continue
+            reported = []
+            try:
+                reload_when_back = self._watch_once(paths, recursive, only, stop, reload_when_back)
+            except Exception:  # noqa: BLE001 - the watcher must not die; it says so and starts again
+                log.exception("watching {} failed; watching again in {} s", shown, WATCH_RETRY)
+                reload_when_back = True
+                stop.wait(WATCH_RETRY)
+
+    def _watch_once(self, paths, recursive: bool, only, stop: threading.Event, catch_up: bool) -> bool:
+        """One watch of `paths`, reloading on each change (and once it is set up, when
+        `catch_up`: for what changed while nothing watched). True when it ended because a
+        watched folder is no longer the one watched (removed, or renamed away)."""
+        identity = {p: _identity(p) for p in paths}
+        for changes in watchfiles.watch(*paths, watch_filter=only, recursive=recursive, stop_event=stop,
+                                        debounce=400, step=100, rust_timeout=500, yield_on_timeout=True,
+                                        raise_interrupt=False):
+            if catch_up:
+                log.info("watching {} again", ", ".join(map(str, paths)))
                 self.reload()
-        except Exception:  # noqa: BLE001 - a watcher that dies must say so; the daemon keeps running
-            log.exception("watching {} stopped; restart the daemon to pick up changes", ", ".join(map(str, paths)))
+                catch_up = False
+            if changes:
+                log.info("change in {}: reloading", ", ".join(sorted({Path(p).name for _, p in changes})))
+                self.reload()
+            if any(_identity(p) != identity[p] for p in paths):
+                return True
+        return not stop.is_set()  # the watch ended by itself: its folder went away
+
+
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _enabled(project: Project) -> dict[str, dict]:

@@ -7,6 +7,7 @@ Marketers learn one language: `{{ order.items[0].name }}` in a template and
 from __future__ import annotations
 
 import math
+import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -15,10 +16,12 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from jinja2 import meta
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
+from engine.textfile import NotUtf8, decode
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
 EXPRESSION_NAMES = ("customer", "order", "event", "data", "now", "shop")
@@ -142,6 +145,37 @@ class _Sandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+class _Utf8Loader(jinja2.FileSystemLoader):
+    """Templates are UTF-8 (a byte order mark is accepted); another encoding is one clear
+    error (engine.textfile), not a UnicodeDecodeError from deep inside Jinja."""
+
+    def get_source(self, environment, template):
+        pieces = split_template_path(template)
+        for folder in self.searchpath:
+            path = os.path.join(folder, *pieces)
+            if os.path.isfile(path):
+                break
+        else:
+            raise jinja2.TemplateNotFound(template)
+        with open(path, "rb") as fh:
+            contents = decode(fh.read())
+        mtime = os.path.getmtime(path)
+
+        def uptodate() -> bool:
+            try:
+                return os.path.getmtime(path) == mtime
+            except OSError:
+                return False
+
+        return contents, os.path.normpath(path), uptodate
+
+
+def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    return str(exc)
+
+
 def _to_datetime(value, tz: ZoneInfo) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -175,7 +209,7 @@ class Templates:
         self.folder = folder
         self.tz = tz
         self.shop = shop or {}
-        loader = jinja2.FileSystemLoader(str(folder), encoding="utf-8") if folder else None
+        loader = _Utf8Loader(str(folder)) if folder else None
         env = _Sandbox(loader=loader, undefined=_Undefined, autoescape=False,
                        keep_trailing_newline=False, auto_reload=False, cache_size=-1)
         env.filters["money"] = self._money
@@ -227,9 +261,18 @@ class Templates:
 
     def undeclared(self, name: str) -> set[str]:
         """Variables a template uses that the context does not provide."""
-        source = self.env.loader.get_source(self.env, name)[0]
+        source = self.source(name)
         used = meta.find_undeclared_variables(self.env.parse(source))
         return used - set(CONTEXT_NAMES) - set(self.env.globals)
+
+    def source(self, name: str) -> str:
+        """A template's text; TemplateError when it is missing, unreadable or not UTF-8."""
+        try:
+            return self.env.loader.get_source(self.env, name)[0]
+        except jinja2.TemplateNotFound:
+            raise TemplateError(name, "template file not found") from None
+        except (NotUtf8, OSError) as exc:
+            raise TemplateError(name, _unreadable(exc)) from None
 
     def get(self, name: str) -> jinja2.Template:
         tmpl = self._cache.get(name)
@@ -240,6 +283,8 @@ class Templates:
                 raise TemplateError(name, "template file not found") from None
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(name, f"line {exc.lineno}: {exc.message}") from None
+            except (NotUtf8, OSError) as exc:
+                raise TemplateError(name, _unreadable(exc)) from None
             self._cache[name] = tmpl
         return tmpl
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from engine.errors import Problem
+from engine.textfile import NotUtf8, read_text
 
 YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
 
@@ -121,9 +122,9 @@ def load_yaml_file(path: Path, display: str | None = None, bool_key_hints: dict[
                    ) -> tuple[Any, Lines, list[Problem]]:
     display = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return None, Lines(display), [Problem(display, None, "", f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]
+        text = read_text(path)
+    except NotUtf8 as exc:
+        return None, Lines(display), [Problem(display, None, "", str(exc))]
     except OSError as exc:
         return None, Lines(display), [Problem(display, None, "", f"cannot read: {exc.strerror}")]
     return load_yaml(text, display, bool_key_hints)

@@ -290,19 +290,30 @@ def test_the_running_daemon_reloads_a_changed_rule_file_and_refuses_a_broken_one
     good = rules.read_text(encoding="utf-8")
     health_url = f"http://127.0.0.1:{http_port(config)}/healthz"
 
-    def last_reload():
+    def health():
         with urllib.request.urlopen(health_url, timeout=DEADLINE) as resp:
-            return json.loads(resp.read()).get("last_reload")
+            return resp.status, json.loads(resp.read())
+
+    def last_reload():
+        return health()[1].get("last_reload")
 
     rules.write_text(good.replace("    wait: 30m\n", "    wait: soon\n", 1), encoding="utf-8")
     refused = wait_for(lambda: (r := last_reload()) and not r["ok"] and r, "a refused reload", proc, log)
+    degraded = health()
+    status = run_py("status", "--config", str(config))
     rules.write_text(good.replace("    wait: 30m\n", "    wait: 45m\n", 1), encoding="utf-8")
     accepted = wait_for(lambda: (r := last_reload()) and r["ok"] and r, "an accepted reload", proc, log)
+    healthy = health()
     proc.send_signal(signal.SIGTERM)
 
     assert proc.wait(timeout=DEADLINE) == 0
     assert refused["errors"][0].startswith(f"{rules}:10: rules[0].wait:")
+    assert degraded[0] == 200
+    assert (degraded[1]["status"], degraded[1]["rule_errors"]) == ("degraded", refused["errors"])
+    assert "health: degraded: the rules running differ from the files on disk, 1 error(s):\n" \
+           f"  {refused['errors'][0]}\n" in status.stdout, status.stdout
     assert accepted["changed"] == ["payment-reminder"]
+    assert healthy[0] == 200 and (healthy[1]["status"], healthy[1]["rule_errors"]) == ("ok", [])
     text = log.read_text(encoding="utf-8")
     assert "reload refused: 1 error(s); the last good rules, templates and config keep running" in text
     assert "reloaded: 22 rules (0 added, 0 removed, 1 changed)" in text

@@ -5,6 +5,7 @@ project, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import timedelta
@@ -172,6 +173,132 @@ def test_the_watcher_reloads_when_a_file_changes_and_healthz_shows_the_result(ru
     assert health["last_reload"]["ok"] is False
     assert health["last_reload"]["errors"] and "extra.yaml" in health["last_reload"]["errors"][0]
     assert "order-thanks" in {r.id for r in engine.project.rules.rules}  # the last good version runs
+
+
+def test_health_is_degraded_while_the_running_rules_differ_from_the_files_and_ok_once_fixed(running, workdir,
+                                                                                           request):
+    engine, reloader = running
+    daemon = Daemon(engine, http=False, reloader=reloader)
+    daemon.scheduler.start(paused=True)  # running, as in the daemon (health reports a stopped scheduler)
+    request.addfinalizer(daemon.scheduler.shutdown)
+    path = workdir / "rules" / "order_service.yaml"
+    good = path.read_text(encoding="utf-8")
+    assert (daemon.health()["status"], daemon.health()["rule_errors"]) == ("ok", [])
+    assert "engine_rule_errors 0.0" in daemon.metrics.render()[0].decode()
+
+    path.write_text(good.replace("    wait: 30m\n", "    wait: half an hour\n", 1), encoding="utf-8")
+    refused = reloader.reload()
+    health = daemon.health()
+    metrics = daemon.metrics.render()[0].decode()
+    path.write_text(good, encoding="utf-8")
+    fixed = reloader.reload()
+
+    assert refused.ok is False
+    assert health["status"] == "degraded"
+    assert health["rule_errors"] == refused.errors and health["rule_errors"][0].startswith(f"{path}:10: rules[0].wait:")
+    assert health["database"] == "ok"
+    assert "engine_rule_errors 1.0" in metrics
+    assert fixed.ok is True
+    assert (daemon.health()["status"], daemon.health()["rule_errors"]) == ("ok", [])
+    assert engine.store.daemon_state()["daemon"]["rule_errors"] == []
+
+
+def test_health_is_degraded_when_rules_were_left_out_at_start(workdir, store, clock, request):
+    path = workdir / "rules" / "extra.yaml"
+    path.write_text(EXTRA_RULE.replace("channel: sms", "channel: smss"), encoding="utf-8")
+    project = load_project(workdir / "config.yaml", workdir / "rules", workdir / "templates")
+    engine = Engine(project, store, recording_channels(project), clock)
+    daemon = Daemon(engine, http=False, reloader=Reloader(engine, *project.sources))
+    daemon.scheduler.start(paused=True)
+    request.addfinalizer(daemon.scheduler.shutdown)
+
+    health = daemon.health()
+
+    assert health["status"] == "degraded"
+    assert [e.split(": ", 1)[0] for e in health["rule_errors"]] == [f"{path}:5"]  # the channel: line
+    assert "unknown channel 'smss'" in health["rule_errors"][0]
+    assert "order-thanks" not in {r.id for r in engine.project.rules.rules}
+
+
+class Watching:
+    """The reloader's watchers running in the background, and a way to wait for the
+    reload a change leads to (a change may lead to more than one: a folder renamed away
+    is reported when the event comes and when the watcher finds it gone)."""
+
+    def __init__(self, reloader):
+        self.reloader = reloader
+        self.stop = threading.Event()
+        self.threads = reloader.watch(self.stop)
+        time.sleep(0.5)  # the watchers are set up
+
+    def until(self, what: str, ok: bool, says: str = "", timeout: float = 20):
+        """Wait for a reload after now that is ok (or refused, with `says` in an error)."""
+        before = self.reloader.last
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self.reloader.last
+            if last is not before and last.ok is ok and (ok or any(says in e for e in last.errors)):
+                return last
+            assert time.monotonic() < deadline, f"no {'accepted' if ok else 'refused'} reload within " \
+                                                f"{timeout:.0f} s of {what}; the last: {last}"
+            time.sleep(0.02)
+
+    def close(self):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def test_the_watcher_survives_every_kind_of_bad_change_and_a_fix_reloads(running, workdir):
+    engine, reloader = running
+    watching = Watching(reloader)
+    template = workdir / "templates" / "shipping_notice.sms.j2"
+    good_template = template.read_text(encoding="utf-8")
+    rules = workdir / "rules" / "order_service.yaml"
+    good_rules = rules.read_text(encoding="utf-8")
+    try:
+        template.write_bytes(good_template.encode("gbk"))  # a Chinese Windows editor's save
+        gbk = watching.until("a template saved as GBK", False, "not UTF-8")
+        template.write_bytes(b"\xef\xbb\xbf" + good_template.replace("请留意查收", "请注意查收").encode("utf-8"))
+        watching.until("the template saved as UTF-8 with a byte order mark", True)
+
+        rules.write_text(good_rules[:len(good_rules) // 2].rsplit("\n", 3)[0] + "\n    when: [order.", encoding="utf-8")
+        half = watching.until("a half-written rules file", False, "YAML syntax error")
+        rules.write_text(good_rules, encoding="utf-8")
+        watching.until("the rules file written whole", True)
+
+        (workdir / "rules" / "broken.yaml").mkdir()  # a name it cannot read as a file
+        unreadable = watching.until("an unreadable rules file", False, "broken.yaml")
+        (workdir / "rules" / "broken.yaml").rmdir()
+        watching.until("the unreadable file gone", True)
+
+        (workdir / "templates").rename(workdir / "templates-old")
+        watching.until("the templates folder renamed away", False, "not found")
+        (workdir / "templates-old").rename(workdir / "templates")
+        watching.until("the templates folder back", True)
+
+        saved = {p.name: p.read_bytes() for p in (workdir / "rules").iterdir()}
+        shutil.rmtree(workdir / "rules")
+        removed = watching.until("the rules folder removed", False, "rules folder not found")
+        staging = workdir / "rules-new"
+        staging.mkdir()
+        for name, data in saved.items():
+            (staging / name).write_bytes(data)
+        staging.rename(workdir / "rules")  # back in one step
+        watching.until("the rules folder back", True)
+        (workdir / "rules" / "extra.yaml").write_text(EXTRA_RULE, encoding="utf-8")
+        extra = watching.until("a new rules file after all that", True)
+    finally:
+        watching.close()
+
+    assert gbk.errors == [f"{rules}:24: rules[1].template: {template}: not UTF-8 text (it looks like GBK); "
+                          "save it as UTF-8"]
+    assert half.errors[0].startswith(f"{rules}:")
+    assert unreadable.errors == [f"{workdir / 'rules' / 'broken.yaml'}: cannot read: Is a directory"]
+    assert removed.errors == [f"{workdir / 'rules'}: rules folder not found; pass --rules DIR"]
+    assert extra.added == ["order-thanks"]
+    assert len(engine.project.rules.rules) == 23
+    assert all(thread.is_alive() is False for thread in watching.threads)  # stopped when asked, not before
 
 
 def test_a_rule_on_a_channel_the_running_daemon_lacks_is_refused(running, workdir):

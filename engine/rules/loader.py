@@ -283,6 +283,10 @@ class _Validator:
             return (f"template {name!r} not found in {self.templates.folder}; templates there: "
                     f"{', '.join(known) or '(none)'}{did_you_mean(name, known)}")
         try:
+            self.templates.source(name)
+        except TemplateError as exc:  # not UTF-8, unreadable: the file itself is named
+            return f"{_display(self.templates.folder / name, None)}: {exc.reason}"
+        try:
             self.templates.get(name)
             unknown = self.templates.undeclared(name)
         except TemplateError as exc:
