@@ -14,6 +14,7 @@ from engine.clock import Clock
 from engine.config import Config, default_config, load_config
 from engine.dispatch import ChannelHealth, DispatchReport, Dispatcher
 from engine.events import Event
+from engine.fields import Fields
 from engine.gate import Gate
 from engine.intake import IngestReport, Intake
 from engine.pacing import SendPace
@@ -48,6 +49,7 @@ def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path)
     else:
         config = default_config()
     templates = Templates(templates_dir, config.timezone, config.shop)
+    templates.fields = Fields(config.fields, tuple(config.shop))
     templates.config_segments = dict(config.segments)
     templates.define_segments(config.segments, {name: "config.yaml" for name in config.segments})
     rules = load_rules(rules_dir, templates, config.channels.keys())

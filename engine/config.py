@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
+from engine.fields import Fields, read_fields
 from engine.http_config import HttpConfig, read_http
 from engine.limits import Limits
 from engine.limits_config import read_limits
@@ -20,7 +21,7 @@ from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
 TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "sweeps",
-            "http")
+            "http", "fields")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Config:
     segments: dict[str, str] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
     log_options: dict[str, Any] = field(default_factory=dict)  # json, file, rotation, retention
+    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # custom fields rules may read, per object
 
     @property
     def tz_name(self) -> str:
@@ -124,22 +126,21 @@ def load_config(path: Path) -> Config:
         log_options["file"] = str((base / log_options["file"]).resolve())
     limits = read_limits(data.get("limits"), lines, problems, list(channels))
     profile = read_profile(data.get("profile"), lines, problems)
-    segments = _segments(data.get("segments"), tz, lines, problems)
+    fields = read_fields(data.get("fields"), lines, problems)
+    segments = read_segments(data.get("segments"), tz, lines, problems, {}, Fields(fields, tuple(shop)))
     http = read_http(data.get("http"), lines, problems)
     if problems:
         raise ConfigError(problems)
     return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
-                  profile, segments, http, log_options)
+                  profile, segments, http, log_options, fields)
 
 
-def _segments(raw, tz: ZoneInfo, lines: Lines, problems: list) -> dict[str, str]:
-    """`segments:` named conditions, e.g. high_quality: "customer.orders >= 1 and not customer.had_bad_review"."""
-    return read_segments(raw, tz, lines, problems, {})
-
-
-def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[str, str]) -> dict[str, str]:
-    """Named conditions from config.yaml or a rules file's `segments:`, checked for syntax;
-    a name already in `known` (name -> where it is defined) is an error."""
+def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[str, str],
+                  fields: Fields | None = None) -> dict[str, str]:
+    """Named conditions from config.yaml or a rules file's `segments:` (such as high_quality:
+    "customer.orders >= 1 and not customer.had_bad_review"), checked for syntax and for
+    the fields they read; a name already in `known` (name -> where it is defined) is an
+    error."""
     from engine.errors import ExpressionError  # noqa: PLC0415
     from engine.templates import Templates  # noqa: PLC0415 - templates import config's peers
 
@@ -150,6 +151,7 @@ def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[s
                                                      "high_quality: \"customer.orders >= 1 and not customer.had_bad_review\""))
         return {}
     checker = Templates(None, tz)
+    checker.fields = fields or checker.fields
     out = {}
     for name, source in raw.items():
         path = ("segments", name)
@@ -165,7 +167,11 @@ def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[s
         except ExpressionError as exc:
             problems.append(lines.problem(path, f"expression does not compile: {exc.reason}"))
             continue
-        out[str(name)] = source
+        unknown = checker.unknown_fields(source)
+        for message in unknown:
+            problems.append(lines.problem(path, message))
+        if not unknown:
+            out[str(name)] = source
     return out
 
 

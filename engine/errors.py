@@ -54,9 +54,10 @@ class EventError(EngineError, ValueError):
 class TemplateError(EngineError, ValueError):
     """One message failed to render; the message fails, nothing else does."""
 
-    def __init__(self, template: str, reason: str):
+    def __init__(self, template: str, reason: str, line: int | None = None):
         self.template = template
         self.reason = reason
+        self.line = line  # the template's line where rendering failed, when known
         super().__init__(f"template {template}: {reason}")
 
 

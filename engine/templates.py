@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
+from engine.fields import Fields
 from engine.textfile import NotUtf8, decode
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
@@ -112,9 +113,34 @@ def _runtime_context(env: jinja2.Environment, names: dict) -> jinja2.runtime.Con
 
 
 class _Undefined(jinja2.StrictUndefined):
-    """StrictUndefined whose message names the variable as the marketer wrote it."""
+    """A value that is not there (`order.rating` before a review, `customer.birthday` not
+    given). Printed, iterated or computed with, it fails that one message with a line
+    naming it, as the marketer wrote it. In a condition it is absent: false, equal to
+    nothing but none, never greater or less than anything, holding nothing; so
+    `order.rating == 'bad'` is false before a review and `not customer.birthday` is true.
+    (Misspelt and unknown fields never get this far: `check` refuses them.)"""
 
     __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other) -> bool:
+        return other is None or isinstance(other, jinja2.Undefined)
+
+    def __ne__(self, other) -> bool:
+        return not self.__eq__(other)
+
+    def __lt__(self, other) -> bool:
+        return False
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    def __contains__(self, item) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return id(type(self))
 
     @property
     def _undefined_message(self) -> str:
@@ -168,6 +194,17 @@ class _Utf8Loader(jinja2.FileSystemLoader):
                 return False
 
         return contents, os.path.normpath(path), uptodate
+
+
+def _line_of(exc: Exception, tmpl: jinja2.Template) -> int | None:
+    """The template line where rendering failed: Jinja's traceback has frames in the
+    template's own file and lines."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tmpl.filename is not None and tb.tb_frame.f_code.co_filename == tmpl.filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _unreadable(exc: Exception) -> str:
@@ -224,6 +261,7 @@ class Templates:
         self.segment_sources: dict[str, str] = {}  # name -> condition as written
         self.segment_places: dict[str, str] = {}  # name -> where it is defined (config.yaml, rules/x.yaml:3)
         self.config_segments: dict[str, str] = {}  # config.yaml's; the rules files' are added at each load
+        self.fields = Fields(shop=tuple(self.shop))  # what rules and templates may read (config.yaml `fields:`)
 
     def define_segments(self, segments: dict[str, str], places: dict[str, str] | None = None) -> None:
         """Named conditions usable in any expression as segment('name') (config.yaml or a
@@ -293,11 +331,20 @@ class Templates:
         try:
             return tmpl.render(context).strip()
         except jinja2.UndefinedError as exc:
-            raise TemplateError(name, exc.message or str(exc)) from None
+            raise TemplateError(name, exc.message or str(exc), _line_of(exc, tmpl)) from None
         except jinja2.exceptions.SecurityError as exc:
-            raise TemplateError(name, f"not allowed: {exc}") from None
+            raise TemplateError(name, f"not allowed: {exc}", _line_of(exc, tmpl)) from None
         except Exception as exc:  # a filter given a bad value, a division by zero...
-            raise TemplateError(name, f"{type(exc).__name__}: {exc}") from None
+            raise TemplateError(name, f"{type(exc).__name__}: {exc}", _line_of(exc, tmpl)) from None
+
+    # fields ------------------------------------------------------------------------
+    def unknown_fields(self, source: str) -> list[str]:
+        """The attributes an expression reads that no object has (engine.rules.fields)."""
+        return [message for _, message in self.fields.unknown(self.env.parse("{{ " + source + " }}"))]
+
+    def unknown_template_fields(self, name: str) -> list[tuple[int, str]]:
+        """(line, message) for each attribute a template reads that no object has."""
+        return self.fields.unknown(self.env.parse(self.source(name)))
 
     # expressions -------------------------------------------------------------------
     def compile_expression(self, source: str) -> Callable[[dict], Any]:

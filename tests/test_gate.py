@@ -54,7 +54,7 @@ TEMPLATES = {
     "promo_signed.j2": "【山野户外】{{ customer.name | default('亲') }}，双11全场5折，回T退订",
     "notice.j2": "{{ customer.name | default('亲') }}，您的订单{{ order.id }}已发货",
     "alert.j2": "客户 {{ customer.id }} 需要跟进",
-    "broken.j2": "{{ customer.name }}，您的券 {{ data.coupon.code }} 即将到期",  # no data.coupon: fails to render
+    "broken.j2": "{{ customer.name }}，您的券 {{ data.coupon_id }} 即将到期",  # coupon events here have no data
 }
 
 PROMO = "【山野户外】王小明，双11全场5折，点击 s.example.com/11 领券回T退订"
@@ -612,7 +612,7 @@ def test_a_message_that_cannot_be_rendered_fails_and_does_not_use_up_the_cap(bui
 
     assert log(engine) == [
         ("11-11 10:00", "coupon-expiry", "c-1", "failed", "template_error",
-         "template broken.j2: data.coupon is missing: this message has no data"),
+         "template broken.j2: data.coupon_id is missing: this message has no data"),
         ("11-11 10:00", "coupon-reminder", "c-1", "sent", None, None),
     ]
 

@@ -245,11 +245,31 @@ def test_a_single_equals_sign_suggests_double(templates):
         templates.compile_expression("order.status = 'paid'")
 
 
-def test_a_missing_value_fails_the_evaluation_with_its_name(templates):
-    named = templates.compile_expression("customer.name == '王小明'")
+@pytest.mark.parametrize(("source", "expected"), [
+    ("order.rating == 'bad'", False),
+    ("order.rating != 'bad'", True),
+    ("order.rating == none", True),
+    ("not order.rating", True),
+    ("order.rating in ['bad', 'neutral']", False),
+    ("order.amount >= 20", False),
+    ("order.amount < 20", False),
+    ("not customer.birthday", True),
+    ("customer.birthday is defined", False),
+    ("'vip' in customer.nick", False),
+], ids=["equal", "not-equal", "equal-none", "not", "in-list", "greater", "less", "not-birthday", "is-defined",
+        "contains"])
+def test_a_value_that_is_not_there_is_absent_in_a_condition(templates, source, expected):
+    """A known field without a value yet (no review, no birthday given) compares as absent."""
+    condition = templates.compile_expression(source)
 
-    with pytest.raises(ExpressionError, match=r"customer\.name is missing"):
-        named({"customer": customer()})
+    assert condition({"customer": customer(), "order": order()}) is expected
+
+
+def test_computing_with_a_value_that_is_not_there_fails_with_its_name(templates):
+    computed = templates.compile_expression("order.amount * 100 >= 2000")
+
+    with pytest.raises(ExpressionError, match=r"order\.amount is missing"):
+        computed({"order": order()})
 
 
 def test_is_defined_and_default_work_in_expressions(templates):

@@ -14,6 +14,7 @@ from engine.errors import ExpressionError, Problem, TemplateError
 from engine.events import STANDARD_TYPES
 from engine.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
+from engine.rules.sample import sample_context
 from engine.triggers.calendar import TriggerError, parse_trigger
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.templates import Templates
@@ -76,7 +77,7 @@ def _define_file_segments(parsed: list, templates: Templates, problems: list[Pro
     for display, data, lines, _ in parsed:
         if not isinstance(data, dict) or data.get("segments") is None:
             continue
-        found = read_segments(data["segments"], templates.tz, lines, problems, places)
+        found = read_segments(data["segments"], templates.tz, lines, problems, places, templates.fields)
         for name, source in found.items():
             sources[name] = source
             places[name] = f"{display}:{lines.line(('segments', name))}"
@@ -221,7 +222,7 @@ class _Validator:
         if channel not in self.channels:
             report(("channel",), f"unknown channel {channel!r}; channels in config.yaml: "
                                  f"{', '.join(self.channels) or '(none)'}{did_you_mean(channel, self.channels)}")
-        self._check_template(item["template"], report)
+        template_ok = self._check_template(item["template"], report)
         once_per = item.get("once_per", "event")
         if once_per == "order" and when and all(not t.startswith("order.") for t in when):
             report(("once_per",), "once_per: order needs order events in 'when'; use customer or event")
@@ -242,6 +243,11 @@ class _Validator:
             unless.insert(0, Condition(source, self.templates.compile_expression(source)))
         if errors_before.count:
             return None
+        if template_ok:
+            label = trigger.label if trigger is not None else when[0]
+            self._check_sample(item["template"], when, label, report)
+            if errors_before.count:
+                return None
         return Rule(trigger=trigger, id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
                     when=when, channel=channel, template=item["template"], once_per=once_per,
                     conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
@@ -263,6 +269,8 @@ class _Validator:
             except ExpressionError as exc:
                 report(key_path, f"expression does not compile: {exc.reason}")
                 continue
+            for message in self.templates.unknown_fields(source):
+                report(key_path, message)
             for name in _SEGMENT_CALL.findall(source):
                 if name not in self.templates.segments:
                     known = list(self.templates.segments)
@@ -270,31 +278,44 @@ class _Validator:
                                      f"(config.yaml or a rules file's segments:): {', '.join(known) or '(none)'}")
         return out
 
-    def _check_template(self, name: str, report) -> None:
+    def _check_template(self, name: str, report) -> bool:
+        """Report what is wrong with a rule's template; True when it is fine."""
         if name not in self._template_checked:
-            self._template_checked[name] = self._template_problem(name)
-        message = self._template_checked[name]
-        if message:
+            self._template_checked[name] = self._template_problems(name)
+        for message in self._template_checked[name]:
             report(("template",), message)
+        return not self._template_checked[name]
 
-    def _template_problem(self, name: str) -> str | None:
+    def _template_problems(self, name: str) -> list[str]:
         if not self.templates.exists(name):
             known = self.templates.names()
-            return (f"template {name!r} not found in {self.templates.folder}; templates there: "
-                    f"{', '.join(known) or '(none)'}{did_you_mean(name, known)}")
+            return [f"template {name!r} not found in {self.templates.folder}; templates there: "
+                    f"{', '.join(known) or '(none)'}{did_you_mean(name, known)}"]
+        shown = _display(self.templates.folder / name, None)
         try:
             self.templates.source(name)
         except TemplateError as exc:  # not UTF-8, unreadable: the file itself is named
-            return f"{_display(self.templates.folder / name, None)}: {exc.reason}"
+            return [f"{shown}: {exc.reason}"]
         try:
             self.templates.get(name)
             unknown = self.templates.undeclared(name)
         except TemplateError as exc:
-            return f"template {name} does not compile: {exc.reason}"
+            return [f"template {name} does not compile: {exc.reason}"]
         if unknown:
-            return (f"template {name} uses {', '.join(sorted(unknown))}, which messages do not have; "
-                    "available: customer, order, event, data, shop, now")
-        return None
+            return [f"template {name} uses {', '.join(sorted(unknown))}, which messages do not have; "
+                    "available: customer, order, event, data, shop, now"]
+        return [f"{shown}:{line}: {message}" for line, message in self.templates.unknown_template_fields(name)]
+
+    def _check_sample(self, name: str, when: tuple[str, ...], label: str, report) -> None:
+        """Render the template as a message of this rule would be, for full sample data
+        (engine.rules.sample): a failure here would fail every message."""
+        context = sample_context(when, label, self.templates.fields, self.templates.shop, self.templates.tz)
+        try:
+            self.templates.render(name, context)
+        except TemplateError as exc:
+            shown = _display(self.templates.folder / name, None)
+            where = f"{shown}:{exc.line}" if exc.line else shown
+            report(("template",), f"{where}: fails for sample data, so it would fail every message: {exc.reason}")
 
 
 class _ErrorCounter:

@@ -19,6 +19,7 @@ from engine.templates import Templates
 from tests.conftest import ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+SHOP = {"name": "山野户外", "signature": "【山野户外】"}  # what the templates read of shop: (config.yaml)
 CHANNELS = ("sms", "email", "staff")  # as in the shipped config.yaml
 
 TEMPLATES = {
@@ -58,7 +59,7 @@ def load(tmp_path, templates_dir):
         rules.mkdir(exist_ok=True)
         for name, text in files.items():
             (rules / name).write_text(dedent(text), encoding="utf-8")
-        return load_rules(rules, Templates(templates_dir, SHANGHAI, {}), CHANNELS, display_root=tmp_path)
+        return load_rules(rules, Templates(templates_dir, SHANGHAI, SHOP), CHANNELS, display_root=tmp_path)
 
     return load
 
@@ -680,7 +681,7 @@ def test_an_empty_rules_file_is_fine(load):
 
 
 def test_a_missing_rules_folder_says_how_to_pass_one(tmp_path, templates_dir):
-    ruleset = load_rules(tmp_path / "nowhere", Templates(templates_dir, SHANGHAI, {}), CHANNELS)
+    ruleset = load_rules(tmp_path / "nowhere", Templates(templates_dir, SHANGHAI, SHOP), CHANNELS)
 
     assert printed(ruleset) == [f"{tmp_path / 'nowhere'}: rules folder not found; pass --rules DIR"]
 
@@ -725,7 +726,7 @@ def test_shipped_templates_folder_is_what_rules_are_checked_against(tmp_path):
                    for i, name in enumerate(names))
     (tmp_path / "rules" / "all.yaml").write_text("rules:\n" + body, encoding="utf-8")
 
-    ruleset = load_rules(tmp_path / "rules", Templates(tmp_path / "templates", SHANGHAI, {}), CHANNELS)
+    ruleset = load_rules(tmp_path / "rules", Templates(tmp_path / "templates", SHANGHAI, SHOP), CHANNELS)
 
     assert ruleset.problems == []
     assert [r.template for r in ruleset.rules] == names
