@@ -196,6 +196,24 @@ class _Utf8Loader(jinja2.FileSystemLoader):
         return contents, os.path.normpath(path), uptodate
 
 
+_CONTAINS = re.compile(r"""([\w.\[\]'"]+)\s+contains\s+([\w.\[\]'"]+)""")
+
+
+def _syntax_reason(source: str, reason: str) -> str:
+    """Jinja's syntax error, with the fix for what marketers write from other languages."""
+    contains = _CONTAINS.search(source)
+    if contains:
+        return f"`contains` is not a word of expressions; write `{contains.group(2)} in {contains.group(1)}`"
+    for written, meant in (("&&", "and"), ("||", "or"), ("===", "==")):
+        if written in source:
+            return f"{reason}; write `{meant}` instead of `{written}`"
+    if re.search(r"(?<![=!<>])=(?!=)", source):
+        return f"{reason}; to compare, write == (two equal signs)"
+    if re.search(r"!(?!=)", source):
+        return f"{reason}; write `not` instead of `!`"
+    return reason
+
+
 def _line_of(exc: Exception, tmpl: jinja2.Template) -> int | None:
     """The template line where rendering failed: Jinja's traceback has frames in the
     template's own file and lines."""
@@ -355,8 +373,7 @@ class Templates:
         try:
             template = self.env.compile_expression(source, undefined_to_none=False)._template
         except jinja2.TemplateSyntaxError as exc:
-            hint = "; to compare, write == (two equal signs)" if re.search(r"(?<![=!<>])=(?!=)", source) else ""
-            raise ExpressionError(source, (exc.message or "syntax error") + hint) from None
+            raise ExpressionError(source, _syntax_reason(source, exc.message or "syntax error")) from None
         used = meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
         unknown = used - set(EXPRESSION_NAMES) - set(self.env.globals)
         if unknown:

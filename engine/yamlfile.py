@@ -57,6 +57,29 @@ def did_you_mean(word: str, choices) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+_NAME_WORDS = re.compile(r"[a-z0-9]+")
+_NOT_WORDS = {"sms", "j2", "staff", "email", "txt", "html", "for", "the", "of", "to", "and", "a"}
+
+
+def did_you_mean_name(name: str, choices) -> str:
+    """A file name meant by a missing one: the choice sharing most of its words
+    (thanks_for_review.sms.j2 -> good_review_thanks.sms.j2), else a close spelling; never
+    one that merely shares letters or a word like 'for'."""
+    def words(text: str) -> set[str]:
+        return set(_NAME_WORDS.findall(text.lower())) - _NOT_WORDS
+
+    mine, best, score = words(name), None, 0.0
+    for choice in choices:
+        theirs = words(choice)
+        overlap = len(mine & theirs) / len(mine | theirs) if mine | theirs else 0.0
+        if overlap > score:
+            best, score = choice, overlap
+    if best is not None and score >= 0.5:
+        return f"; did you mean {best!r}?"
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.85)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class _Builder:
     def __init__(self, file: str, bool_key_hints: dict[str, str]):
         self.hints = bool_key_hints
@@ -74,7 +97,15 @@ class _Builder:
                 self.lines.by_path[path + (index,)] = item.start_mark.line + 1
                 out.append(self.build(item, path + (index,)))
             return out
-        return self._loader.construct_object(node, deep=True)
+        value = self._loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.ScalarNode) and node.style is None and ":" in node.value \
+                and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # YAML 1.1 reads 10:00 as sexagesimal, the number 600
+            self.problems.append(Problem(self.lines.file, node.start_mark.line + 1, format_path(path),
+                                         f'write "{node.value}" in quotes (YAML read {node.value} as the number '
+                                         f'{value})'))
+            return node.value
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
         out: dict = {}
@@ -103,19 +134,71 @@ def load_yaml(text: str, file: str, bool_key_hints: dict[str, str] | None = None
 
     `bool_key_hints` gives the fix for keys YAML 1.1 reads as booleans (on, yes, ...)."""
     builder = _Builder(file, bool_key_hints or {})
+    typed = _typing_problems(text, file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
+        if typed and (line is None or typed[0].line <= line):
+            return None, builder.lines, typed  # what the marketer typed, on its own line
         reason = exc.problem or str(exc)
         return None, builder.lines, [Problem(file, line, "", f"YAML syntax error: {reason}; "
                                              "check indentation and quote values containing ': ' or '#'")]
     except yaml.YAMLError as exc:
         return None, builder.lines, [Problem(file, None, "", f"YAML error: {exc}")]
     if node is None:
-        return None, builder.lines, []
-    return builder.build(node, ()), builder.lines, builder.problems
+        return None, builder.lines, typed
+    value = builder.build(node, ())
+    return (None if typed else value), builder.lines, typed + builder.problems
+
+
+FULL_WIDTH = {"：": ":", "，": ",", "；": ";", "【": "[", "】": "]", "｛": "{", "｝": "}"}
+FULL_WIDTH_KEY = re.compile(r"^\s*(?:-\s+)?[A-Za-z_][\w.-]*\s*(：)")
+
+
+def _typing_problems(text: str, file: str) -> list[Problem]:
+    """What keyboards put in YAML by mistake, each on its own line: a tab in the
+    indentation, a full-width colon after a key (wait：2d), a full-width comma or colon
+    inside [...] or {...} (Chinese input methods type these)."""
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            out.append(Problem(file, number, "", "a tab character; indent with spaces"))
+            continue
+        key = FULL_WIDTH_KEY.match(line)
+        if key:
+            out.append(Problem(file, number, "", f"full-width '{key.group(1)}' — write ':'"))
+            continue
+        for char in _in_brackets(line):
+            if char in FULL_WIDTH:
+                out.append(Problem(file, number, "", f"full-width '{char}' — write '{FULL_WIDTH[char]}'"))
+                break
+    return out
+
+
+def _in_brackets(line: str) -> str:
+    """The characters of a line inside [...] or {...}, outside quotes and comments."""
+    out, depth, quote = [], 0, None
+    for char in line:
+        if quote:
+            if char == quote:
+                quote = None
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "#" and not depth:
+            break
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif depth:
+            out.append(char)
+    return "".join(out)
 
 
 def load_yaml_file(path: Path, display: str | None = None, bool_key_hints: dict[str, str] | None = None

@@ -17,7 +17,7 @@ from engine.app import Engine, load_project
 from engine.clock import VirtualClock
 from engine.dryrun import run_dry
 from engine.events import parse_event
-from engine.triggers.calendar import holiday_date
+from engine.triggers.calendar import TriggerError, holiday_date, parse_trigger
 from tests.conftest import recording_channels
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -253,6 +253,51 @@ def test_a_cron_trigger_fires_at_each_of_its_times(build):
 
     assert sent(engine) == [("2026-11-02 10:00", "monday-note", "c-1"), ("2026-11-09 10:00", "monday-note", "c-1"),
                             ("2026-11-16 10:00", "monday-note", "c-1")]
+
+
+# Standard cron (Vixie/Debian, POSIX): weekday 0 and 7 are Sunday; a step over the weekday
+# field counts from Sunday; when both day-of-month and weekday are restricted, either one
+# matches. Next fire times after Monday 2026-11-30 10:00 Shanghai, as `cron` computes them.
+CRON_TABLE = [
+    ("0 10 * * 1", ["Mon 12-07 10:00", "Mon 12-14 10:00", "Mon 12-21 10:00"]),
+    ("0 10 * * */2", ["Tue 12-01 10:00", "Thu 12-03 10:00", "Sat 12-05 10:00", "Sun 12-06 10:00"]),
+    ("0 10 * * 0-6/2", ["Tue 12-01 10:00", "Thu 12-03 10:00", "Sat 12-05 10:00", "Sun 12-06 10:00"]),
+    ("0 10 * * 0", ["Sun 12-06 10:00", "Sun 12-13 10:00"]),
+    ("0 10 * * 7", ["Sun 12-06 10:00", "Sun 12-13 10:00"]),
+    ("0 10 * * SUN,WED", ["Wed 12-02 10:00", "Sun 12-06 10:00", "Wed 12-09 10:00"]),
+    ("30 9 1-3 * *", ["Tue 12-01 09:30", "Wed 12-02 09:30", "Thu 12-03 09:30", "Fri 01-01 09:30"]),
+    ("0 10 8 * 5", ["Fri 12-04 10:00", "Tue 12-08 10:00", "Fri 12-11 10:00"]),  # the 8th, or a Friday
+    ("0 20 11 11 *", ["Thu 11-11 20:00"]),
+    ("*/20 10 * * 2", ["Tue 12-01 10:00", "Tue 12-01 10:20", "Tue 12-01 10:40", "Tue 12-08 10:00"]),
+    ("0 0 29 2 *", ["Tue 02-29 00:00"]),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), CRON_TABLE, ids=[e for e, _ in CRON_TABLE])
+def test_a_cron_trigger_means_standard_cron(expression, expected):
+    trigger = parse_trigger({"cron": expression}, SHANGHAI)
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)  # a Monday
+    end = datetime(2028, 3, 1, tzinfo=SHANGHAI)
+
+    moments = [t.astimezone(SHANGHAI) for t, _ in trigger.moments(start, end, SHANGHAI)]
+
+    assert [t.strftime("%a %m-%d %H:%M") for t in moments[:len(expected)]] == expected
+    if expression == "0 0 29 2 *":
+        assert moments[0].year == 2028  # 2027 has no 29 February
+
+
+@pytest.mark.parametrize(("expression", "why"), [
+    ("0 10 * *", "Wrong number of fields"),
+    ("0 25 * * *", "Bad hour"),
+    ("0 10 * * 8", "Bad day-of-week"),
+    ("every monday", "Wrong number of fields"),
+], ids=["four-fields", "hour-25", "weekday-8", "words"])
+def test_a_bad_cron_expression_says_how_to_write_one(expression, why):
+    with pytest.raises(TriggerError) as caught:
+        parse_trigger({"cron": expression}, SHANGHAI)
+
+    assert caught.value.message == (f"bad cron expression {expression!r} ({why}); write five fields: minute hour "
+                                    "day month weekday, such as '0 10 * * 1' (Monday 10:00)")
 
 
 def test_quiet_hours_hold_a_calendar_message_that_falls_at_night(build):

@@ -18,7 +18,8 @@ from engine.rules.sample import sample_context
 from engine.triggers.calendar import TriggerError, parse_trigger
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.templates import Templates
-from engine.yamlfile import YAML11_BOOL_WORDS, Lines, did_you_mean, format_path, load_yaml_file
+from engine.yamlfile import (FULL_WIDTH, YAML11_BOOL_WORDS, Lines, did_you_mean, did_you_mean_name, format_path,
+                             load_yaml_file)
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts",
                "integer": "a whole number", "mapping": "a calendar trigger such as {idle: 60d}"}
@@ -168,6 +169,13 @@ class _Validator:
         return self._compile(item, path, lines, report)
 
     def _shape(self, spec, value, key_path: tuple, report) -> None:
+        if spec.name in _NAME_KEYS:  # names, event types: a full-width character is a typing slip
+            for i, text in enumerate(value if isinstance(value, list) else [value]):
+                slip = next((c for c in str(text) if c in FULL_WIDTH), None) if isinstance(text, str) else None
+                if slip:
+                    where = key_path + (i,) if isinstance(value, list) else key_path
+                    report(where, f"full-width '{slip}' — write '{FULL_WIDTH[slip]}'")
+                    return
         if isinstance(value, list) and "list-of-strings" in spec.types:
             if not value:
                 report(key_path, f"is an empty list; write at least one (for example: {spec.name}: {spec.example})")
@@ -289,8 +297,8 @@ class _Validator:
     def _template_problems(self, name: str) -> list[str]:
         if not self.templates.exists(name):
             known = self.templates.names()
-            return [f"template {name!r} not found in {self.templates.folder}; templates there: "
-                    f"{', '.join(known) or '(none)'}{did_you_mean(name, known)}"]
+            return [f"template {name!r} not found in {self.templates.folder}{did_you_mean_name(name, known)} "
+                    f"(templates there: {', '.join(known) or 'none'})"]
         shown = _display(self.templates.folder / name, None)
         try:
             self.templates.source(name)
@@ -331,6 +339,7 @@ class _ErrorCounter:
         self._report(key_path, message, severity)
 
 
+_NAME_KEYS = ("id", "when", "channel", "template", "kind", "once_per", "on_limit", "to")
 _SEGMENT_CALL = re.compile(r"""\bsegment\(\s*['"]([^'"]+)['"]\s*\)""")
 
 

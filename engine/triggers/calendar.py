@@ -4,7 +4,8 @@
     when: {birthday: -3d, at: "10:00"}                 # three days before the birthday, 10:00 local
     when: {holiday: spring_festival, offset: -7d, at: "10:00"}
     when: {date: "11-11", at: "14:00"}                 # every year; or "2026-11-11" once
-    when: {cron: "0 10 * * 1"}                         # every Monday 10:00 (shop time)
+    when: {cron: "0 10 * * 1"}                         # every Monday 10:00 (shop time; standard cron:
+                                                       # 0 or 7 = Sunday, */2 = Sun, Tue, Thu, Sat)
 
 A holiday's date is the festival day itself (spring_festival is lunar new year's day:
 2026-02-17), from the lunardate library for the lunar festivals and chinese_calendar for
@@ -19,6 +20,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from cronsim import CronSim, CronSimError
 
 from engine.durations import parse_duration
 
@@ -36,6 +39,31 @@ STATUTORY = {  # chinese_calendar's names for the statutory breaks
     "new_years_day": "New Year's Day", "spring_festival": "Spring Festival", "tomb_sweeping_day": "Tomb-sweeping Day",
     "labour_day": "Labour Day", "dragon_boat_festival": "Dragon Boat Festival", "national_day": "National Day",
     "mid_autumn_festival": "Mid-autumn Festival",
+}
+# The festivals' Chinese names, accepted as they are: {holiday: 中秋节} is mid_autumn_festival.
+CHINESE_NAMES = {
+    "春节": "spring_festival", "除夕": "new_years_eve", "元宵节": "lantern_festival", "元宵": "lantern_festival",
+    "清明节": "tomb_sweeping_day", "清明": "tomb_sweeping_day", "端午节": "dragon_boat_festival",
+    "端午": "dragon_boat_festival", "七夕": "qixi", "七夕节": "qixi", "中秋节": "mid_autumn_festival",
+    "中秋": "mid_autumn_festival", "重阳节": "double_ninth_festival", "重阳": "double_ninth_festival",
+    "腊八节": "laba_festival", "腊八": "laba_festival", "元旦": "new_years_day", "情人节": "valentines_day",
+    "妇女节": "womens_day", "三八节": "womens_day", "劳动节": "labour_day", "五一": "labour_day",
+    "儿童节": "childrens_day", "六一": "childrens_day", "国庆节": "national_day", "国庆": "national_day",
+    "双十一": "singles_day", "双11": "singles_day", "光棍节": "singles_day", "双十二": "double_twelve",
+    "双12": "double_twelve", "圣诞节": "christmas", "圣诞": "christmas",
+}
+# Other names a marketer may write for a festival: not accepted (one spelling in the files),
+# but the suggestion goes by meaning, not by letters (double_eleven is not double_twelve).
+SYNONYMS = {
+    "double_eleven": "singles_day", "double11": "singles_day", "d11": "singles_day", "11_11": "singles_day",
+    "eleven_eleven": "singles_day", "double_12": "double_twelve", "d12": "double_twelve",
+    "chinese_new_year": "spring_festival", "lunar_new_year": "spring_festival", "new_year": "new_years_day",
+    "cny": "spring_festival", "mid_autumn": "mid_autumn_festival", "moon_festival": "mid_autumn_festival",
+    "dragon_boat": "dragon_boat_festival", "qingming": "tomb_sweeping_day", "lantern": "lantern_festival",
+    "labor_day": "labour_day", "may_day": "labour_day", "children_day": "childrens_day",
+    "women_day": "womens_day", "chinese_valentines_day": "qixi", "double_seventh": "qixi",
+    "double_ninth": "double_ninth_festival", "chongyang": "double_ninth_festival", "laba": "laba_festival",
+    "xmas": "christmas", "valentine": "valentines_day",
 }
 _DATE = re.compile(r"^(?:(\d{4})-)?(\d{1,2})-(\d{1,2})$")
 _AT = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -57,7 +85,7 @@ class Trigger:
     holiday: str | None = None
     first_day_off: bool = False
     month_day: tuple[int | None, int, int] | None = None  # (year or None, month, day)
-    cron: object | None = None  # apscheduler CronTrigger
+    cron: str | None = None  # a standard five-field cron expression (read by cronsim)
     text: str = ""
 
     @property
@@ -70,12 +98,11 @@ class Trigger:
         (for birthday: the day of the moment; the birthday is that day minus the offset).
         Not for idle, whose moments depend on each customer."""
         if self.kind == "cron":
-            out, t = [], start
-            while True:
-                t = self.cron.get_next_fire_time(None, t + timedelta(microseconds=1))
-                if t is None or t > end:
+            out = []
+            for t in CronSim(self.cron, start.astimezone(tz)):  # the times after start, in shop time
+                if t > end:
                     return out
-                out.append((t, t.astimezone(tz).date()))
+                out.append((t, t.date()))
         out = []
         first = start.astimezone(tz).date() - timedelta(days=abs(self.offset.days) + 2)
         last = end.astimezone(tz).date() + timedelta(days=abs(self.offset.days) + 2)
@@ -193,11 +220,10 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
         offset = _signed_days(value if value not in (None, "", 0) else "0d", "birthday")
         return Trigger("birthday", offset=offset, at=at, text=f"birthday {value}")
     if kind == "holiday":
+        value = CHINESE_NAMES.get(str(value).strip(), value)
         if value not in HOLIDAYS:
-            from engine.yamlfile import did_you_mean  # noqa: PLC0415
-
-            raise TriggerError("holiday", f"unknown holiday {value!r}{did_you_mean(value, HOLIDAYS)} "
-                                          f"Known: {', '.join(HOLIDAYS)}")
+            raise TriggerError("holiday", f"unknown holiday {value!r}{_meant_holiday(value)}; known: "
+                                          f"{', '.join(HOLIDAYS)} (or their Chinese names, such as 中秋节)")
         first = raw.get("day", "festival")
         if first not in ("festival", "first_day_off"):
             raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "
@@ -217,29 +243,27 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
             raise TriggerError("date", f"{value!r} is not a day of the calendar") from None
         return Trigger("date", offset=offset, at=at, month_day=(int(year) if year else None, int(month), int(day)),
                        text=f"date {value}")
-    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
-
     for key in ("at", "offset"):
         if key in raw:
             raise TriggerError(key, f"{key} does not apply to cron; the cron expression gives the times")
+    expression = " ".join(str(value).split())
     try:
-        cron = CronTrigger.from_crontab(_standard_weekdays(str(value)), timezone=tz)
-    except ValueError as exc:
+        CronSim(expression, datetime(2026, 1, 1, tzinfo=tz))
+    except CronSimError as exc:
         raise TriggerError("cron", f"bad cron expression {value!r} ({exc}); write five fields: "
-                                   "minute hour day month weekday, such as '0 10 * * 1'") from None
-    return Trigger("cron", cron=cron, text=f"cron {value}")
+                                   "minute hour day month weekday, such as '0 10 * * 1' (Monday 10:00)") from None
+    return Trigger("cron", cron=expression, text=f"cron {value}")
 
 
-_WEEKDAY_NAMES = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
+def _meant_holiday(value) -> str:
+    """The festival a name means: a synonym (double_eleven -> singles_day), else a close
+    spelling (mid_autum_festival), else nothing."""
+    from engine.yamlfile import did_you_mean  # noqa: PLC0415
 
-
-def _standard_weekdays(expression: str) -> str:
-    """Standard cron counts weekdays from Sunday = 0 (1 = Monday); APScheduler 3 from
-    Monday = 0. Numbers in the weekday field are written as names, which both read alike."""
-    fields = expression.split()
-    if len(fields) == 5:
-        fields[4] = re.sub(r"(?<![/\d])[0-7](?!\d)", lambda m: _WEEKDAY_NAMES[m.group(0)], fields[4])
-    return " ".join(fields)
+    key = re.sub(r"[\s\-.']+", "_", str(value).strip().lower())
+    if key in SYNONYMS:
+        return f"; did you mean {SYNONYMS[key]!r}?"
+    return did_you_mean(key, HOLIDAYS)
 
 
 def _parse_at(value) -> time:

@@ -115,7 +115,7 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'spring_festivle'; did you mean 'spring_festival'? Known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day"],
+        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'spring_festivle'; did you mean 'spring_festival'?; known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day (or their Chinese names, such as 中秋节)"],
         id="holiday-misspelt"),
     pytest.param(
         """\
@@ -165,7 +165,7 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when.cron: bad cron expression 'every monday' (Wrong number of fields; got 2, expected 5); write five fields: minute hour day month weekday, such as '0 10 * * 1'"],
+        ["rules/broken.yaml:3: rules[0].when.cron: bad cron expression 'every monday' (Wrong number of fields); write five fields: minute hour day month weekday, such as '0 10 * * 1' (Monday 10:00)"],
         id="cron-not-five-fields"),
     pytest.param(
         """\
@@ -210,8 +210,8 @@ BROKEN = [
             channel: sms
             template: thank.sms.j2
         """,
-        ["rules/broken.yaml:5: rules[0].template: template 'thank.sms.j2' not found in {templates}; "
-         "templates there: broken.sms.j2, coupon_expiring.sms.j2, thanks.sms.j2; did you mean 'thanks.sms.j2'?"],
+        ["rules/broken.yaml:5: rules[0].template: template 'thank.sms.j2' not found in {templates}; did you mean "
+         "'thanks.sms.j2'? (templates there: broken.sms.j2, coupon_expiring.sms.j2, thanks.sms.j2)"],
         id="missing-template-lists-templates"),
     pytest.param(
         """\
@@ -451,7 +451,130 @@ BROKEN = [
         KEY_TWICE,
         ["rules/broken.yaml:5: rules[0].channel: key 'channel' is written twice in this block; keep one"],
         id="same-key-twice"),
+    # what a Chinese keyboard and YAML's number rules do to a marketer's file (issue 11)
+    pytest.param(
+        """\
+        rules:
+          - id: review-request
+            when: order.signed
+            wait：2d
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:4: full-width '：' — write ':'"],
+        id="full-width-colon"),
+    pytest.param(
+        """\
+        rules:
+          - id: review-request
+            when: [order.signed，order.completed]
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: full-width '，' — write ','"],
+        id="full-width-comma-in-a-list"),
+    pytest.param(
+        """\
+        rules:
+          - id: review-request
+            when: order.signed，
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when: full-width '，' — write ','"],
+        id="full-width-comma-after-a-value"),
+    pytest.param(
+        """\
+        rules:
+          - id: d11
+            when: {date: "11-11", at: 10:00}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ['rules/broken.yaml:3: rules[0].when.at: write "10:00" in quotes (YAML read 10:00 as the number 600)'],
+        id="time-read-as-a-number"),
+    pytest.param(
+        """\
+        rules:
+          - id: vip-thanks
+            when: order.signed
+            if: "customer.tags contains 'vip'"
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:4: rules[0].if: expression does not compile: `contains` is not a word of expressions; "
+         "write `'vip' in customer.tags`"],
+        id="contains"),
+    pytest.param(
+        """\
+        rules:
+          - id: d11
+            when: {holiday: double_eleven}
+            channel: sms
+            template: thanks.sms.j2
+        """,
+        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'double_eleven'; did you mean 'singles_day'?; "
+         "known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, "
+         "labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, "
+         "singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day (or their Chinese names, such "
+         "as 中秋节)"],
+        id="holiday-by-meaning"),
+    pytest.param(
+        """\
+        rules:
+          - id: review-thanks
+            when: order.reviewed
+            channel: sms
+            template: thanks_for_review.sms.j2
+        """,
+        ["rules/broken.yaml:5: rules[0].template: template 'thanks_for_review.sms.j2' not found in {templates}; "
+         "did you mean 'thanks.sms.j2'? (templates there: broken.sms.j2, coupon_expiring.sms.j2, thanks.sms.j2)"],
+        id="template-by-meaning"),
+    pytest.param(
+        """\
+        rules:
+          - id: out-for-delivery
+            when: order.out_for_delivery
+            channel: sms
+            template: for_delivery_notice.sms.j2
+        """,
+        ["rules/broken.yaml:5: rules[0].template: template 'for_delivery_notice.sms.j2' not found in {templates} "
+         "(templates there: broken.sms.j2, coupon_expiring.sms.j2, thanks.sms.j2)"],
+        id="template-with-nothing-like-it"),
+    pytest.param(
+        """\
+        rules:
+          - id: good-thanks
+            when: order.reviewed
+            if: "segment('high_qualty')"
+            channel: sms
+            template: thanks.sms.j2
+        segments:
+          high_quality: "customer.orders >= 1 and not customer.had_bad_review"
+        """,
+        ["rules/broken.yaml:4: rules[0].if: unknown segment 'high_qualty'; did you mean 'high_quality'?; segments "
+         "(config.yaml or a rules file's segments:): high_quality"],
+        id="segment-misspelt"),
 ]
+
+
+def test_a_tab_in_the_indentation_is_named_on_its_line(load):
+    ruleset = load({"broken.yaml": "rules:\n  - id: a\n\twhen: order.signed\n    channel: sms\n"
+                                   "    template: thanks.sms.j2\n"})
+
+    assert printed(ruleset) == ["rules/broken.yaml:3: a tab character; indent with spaces"]
+
+
+@pytest.mark.parametrize(("name", "festival"), [
+    ("中秋节", "mid_autumn_festival"), ("春节", "spring_festival"), ("端午节", "dragon_boat_festival"),
+    ("七夕", "qixi"), ("双十一", "singles_day"), ("双11", "singles_day"), ("清明", "tomb_sweeping_day"),
+], ids=lambda v: v)
+def test_a_festival_may_be_written_by_its_chinese_name(load, name, festival):
+    ruleset = load({"festival.yaml": f"rules:\n  - id: greeting\n    when: {{holiday: {name}, offset: -3d}}\n"
+                                     "    channel: sms\n    template: thanks.sms.j2\n"})
+
+    assert printed(ruleset) == []
+    assert ruleset.rules[0].trigger.holiday == festival
 
 
 @pytest.mark.parametrize(("text", "expected"), BROKEN)
