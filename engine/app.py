@@ -20,6 +20,7 @@ from engine.intake import IngestReport, Intake
 from engine.pacing import SendPace
 from engine.preview import sms_length_warnings
 from engine.rules import RuleSet, load_rules
+from engine.sms import sms_style
 from engine.store import Store
 from engine.sweeps import SweepReport, Sweeper
 from engine.templates import Templates
@@ -84,6 +85,8 @@ class Engine:
                                 config.dispatch.batch_size, config.profile, config.dispatch.retry,
                                 self.channel_health, self.send_pace)
         dispatcher.log_decisions = self.log_decisions
+        dispatcher.sms = {name: style for name, c in config.channels.items()
+                          if (style := sms_style(c.type, c.options, config.shop)) is not None}
         sweeper = Sweeper(self.store, rules, config.timezone, config.shop, config.profile,
                           segments=lambda: project.templates.segment_sources)
         self.project, self.intake, self.dispatcher, self.sweeper = project, intake, dispatcher, sweeper

@@ -167,6 +167,7 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, 
     """
     from engine import report
     from engine.dryrun import run_dry
+    from engine.sms import sms_channels
 
     logs.setup("WARNING")
     project = _load(config_path, rules_dir, templates_dir)
@@ -181,7 +182,7 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, 
     for rejected in result.rejected:
         click.echo(f"{events_file}:{rejected.line}: rejected: {rejected.reason}", err=True)
     tz = project.config.timezone
-    sms = frozenset(name for name, c in project.config.channels.items() if "sms" in c.options)
+    sms = sms_channels(project.config)
     if as_json:
         for decision in result.decisions:
             click.echo(json.dumps(report.record(decision, project.rules, tz, sms), ensure_ascii=False))

@@ -120,7 +120,7 @@ class Dispatcher:
         self.tz = tz
         self.shop = shop
         self.batch_size = batch_size
-        self.sms = {name: SmsStyle.from_options(ch.sms_options, shop) for name, ch in channels.items()}
+        self.sms: dict[str, SmsStyle] = {}  # channel name -> its SMS conventions (set by the engine from config)
 
     def run(self, now: datetime, *, virtual: bool = False, stop: Callable[[], bool] | None = None,
             clock: Callable[[], datetime] | None = None) -> DispatchReport:

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from engine.errors import EventError
 from engine.events import Event, parse_event
 from engine.http_config import HttpConfig
+from engine.sms import sms_channels
 
 log = logger.bind(component="http")
 SIGNATURE_HEADER = "X-Signature"
@@ -201,7 +202,7 @@ class Intake:
         """Unsubscribe the senders of T / TD / 退订 / R replies from every SMS channel, as
         `customer.unsubscribed` events (idempotent: one event id per reply and customer)."""
         config = self.engine.project.config
-        sms = [name for name, c in config.channels.items() if "sms" in c.options or c.type == "aliyun_sms"]
+        sms = sorted(sms_channels(config))
         events: list[Event] = []
         now = self.engine.clock.now()
         for reply in replies:

@@ -8,7 +8,7 @@ from engine.config import Config
 from engine.errors import Problem, TemplateError
 from engine.rules.model import RuleSet
 from engine.rules.sample import sample_context
-from engine.sms import SmsStyle
+from engine.sms import sms_style
 from engine.templates import Templates
 
 
@@ -16,9 +16,9 @@ def sms_length_warnings(rules: RuleSet, templates: Templates, config: Config) ->
     out = []
     for rule in rules.rules:
         channel = config.channels.get(rule.channel)
-        if channel is None or "sms" not in channel.options:
+        style = sms_style(channel.type, channel.options, config.shop) if channel is not None else None
+        if style is None:
             continue
-        style = SmsStyle.from_options(channel.options.get("sms"), config.shop)
         context = sample_context(rule.when, rule.event_label, templates.fields, config.shop, config.timezone,
                                  config.profile)
         try:

@@ -67,6 +67,7 @@ def sign(method: str, params: dict[str, str], secret: str) -> str:
 
 class AliyunSmsChannel(Channel):
     type_name = "aliyun_sms"
+    sends_sms = True
     options_help = {
         **Channel.options_help,
         "sign_name": "the approved signature name (Aliyun adds 【sign_name】 to every SMS)",
@@ -80,6 +81,10 @@ class AliyunSmsChannel(Channel):
         "timeout": "how long to wait for an answer, such as 5s (default)",
     }
     required = ("sign_name", "template_code", "access_key_id_env", "access_key_secret_env")
+
+    @classmethod
+    def sms_signature(cls, options):
+        return f"【{options['sign_name']}】" if options.get("sign_name") else None
 
     def __init__(self, name, options, base_dir):
         super().__init__(name, options, base_dir)

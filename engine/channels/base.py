@@ -53,13 +53,16 @@ class Channel:
     }
     required: ClassVar[tuple[str, ...]] = ()
     CONTACTS: ClassVar[tuple[str, ...]] = ("phone", "email")
+    # Whether this type sends SMS: True always (an SMS provider), False never (email, the
+    # log), None when the channel's options say so (an `sms:` block: a file outbox or a
+    # webhook in front of an SMS gateway). engine.sms.sms_style is the one place that asks.
+    sends_sms: ClassVar[bool | None] = None
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         self.name = name
         self.options = options
         self.base_dir = base_dir
         self.contact: str | None = options.get("contact")
-        self.sms_options: dict | None = (options.get("sms") or {}) if "sms" in options else None
 
     @classmethod
     def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -87,6 +90,12 @@ class Channel:
                 if key not in ("signature", "unsubscribe", "max_segments"):
                     out.append(("sms", f"unknown sms option {key!r}; options: signature, unsubscribe, max_segments"))
         return out
+
+    @classmethod
+    def sms_signature(cls, options: dict[str, Any]) -> str | None:
+        """The signature this provider puts on every SMS itself, if any (shown in the
+        dry-run and counted in the length as the customer receives it)."""
+        return None
 
     def address(self, customer: dict[str, Any]) -> str | None:
         """The customer's address on this channel; None means no way to reach them."""

@@ -10,6 +10,7 @@ from engine.templates import mask_phone
 
 class LogChannel(Channel):
     type_name = "log"
+    sends_sms = False
 
     def send(self, message: Outbound) -> None:
         to = mask_phone(message.to) if self.contact == "phone" else message.to

@@ -25,6 +25,7 @@ _SUBJECT = re.compile(r"^(?:Subject:|主题[:：])\s*(.+)$")
 
 class SmtpChannel(Channel):
     type_name = "smtp"
+    sends_sms = False
     options_help = {
         **Channel.options_help,
         "host": "the SMTP server",
