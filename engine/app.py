@@ -5,7 +5,7 @@ and the dry-run all build an Engine; only the store, channels and clock differ."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +18,7 @@ from engine.fields import Fields
 from engine.gate import Gate
 from engine.intake import IngestReport, Intake
 from engine.pacing import SendPace
-from engine.preview import sms_length_warnings
+from engine.preview import calendar_warnings, sms_length_warnings
 from engine.rules import RuleSet, load_rules
 from engine.sms import sms_style
 from engine.store import Store
@@ -42,9 +42,11 @@ class Project:
         return self.rules.errors
 
 
-def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path) -> Project:
+def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path, today: date | None = None) -> Project:
     """Load config, templates and rules. Raises ConfigError for a broken config;
-    rule problems are collected in project.rules.problems (broken rules left out)."""
+    rule problems are collected in project.rules.problems (broken rules left out).
+    `today` (the shop's date): also warn about what a rule will not do from now on (a
+    holiday calendar that ends)."""
     if config_path is not None:
         config = load_config(config_path)
     else:
@@ -53,8 +55,11 @@ def load_project(config_path: Path | None, rules_dir: Path, templates_dir: Path)
     templates.fields = Fields(config.fields, tuple(config.shop))
     templates.config_segments = dict(config.segments)
     templates.define_segments(config.segments, {name: "config.yaml" for name in config.segments})
+    templates.fingerprints  # noqa: B018 - what the templates were as loaded (a reload compares)
     rules = load_rules(rules_dir, templates, config.channels.keys())
     rules.problems.extend(sms_length_warnings(rules, templates, config))
+    if today is not None:
+        rules.problems.extend(calendar_warnings(rules, today))
     return Project(config, templates, rules, (config_path, rules_dir, templates_dir))
 
 

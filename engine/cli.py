@@ -49,7 +49,8 @@ def _load(config_path: Path | None, rules_dir: Path | None, templates_dir: Path 
         if folder is None and not default.is_dir():
             raise click.UsageError(f"no {default.name}/ folder beside {config_path}; pass {label} DIR")
     try:
-        return load_project(config_path, rules_dir or base / "rules", templates_dir or base / "templates")
+        return load_project(config_path, rules_dir or base / "rules", templates_dir or base / "templates",
+                            today=SystemClock().now().date())
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -166,7 +167,7 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, 
       python run.py dry-run --events examples/double11_week.jsonl --fail-channel sms:0.5
     """
     from engine import report
-    from engine.dryrun import run_dry
+    from engine.dryrun import UntilBeforeEvents, run_dry
     from engine.sms import sms_channels
 
     logs.setup("WARNING")
@@ -178,7 +179,13 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, 
         sys.exit(EXIT_ERRORS)
     stop = _parse_until(until, project)
     failing = _failing(fail_channels, project)
-    result = run_dry(project, _read_lines(events_file), stop, failing=failing)
+    try:
+        result = run_dry(project, _read_lines(events_file), stop, failing=failing)
+    except UntilBeforeEvents as exc:
+        tz = project.config.timezone
+        raise click.BadParameter(f"{exc.until.astimezone(tz).isoformat(sep=' ')} is before the first event of "
+                                 f"{events_file} ({exc.first.astimezone(tz).isoformat(sep=' ')}): nothing to "
+                                 "replay; leave --until out, or give a later time", param_hint="--until") from None
     for rejected in result.rejected:
         click.echo(f"{events_file}:{rejected.line}: rejected: {rejected.reason}", err=True)
     tz = project.config.timezone
@@ -218,7 +225,7 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
-    logs.setup(project.config.log_level)
+    logs.setup(project.config.log_level, tz=project.config.timezone)
     _print_problems(project)
     lines = _read_lines(source)
     events, rejected = read_events(lines, project)
@@ -297,16 +304,20 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
 @main.command()
 @project_options
 def daemon(config_path, rules_dir, templates_dir) -> None:
-    """Run the engine: send due messages through the configured channels, every tick.
+    """Run the engine: take events, send due messages through the configured channels.
 
-    Uses the database in config.yaml (SQLite by default). Feed it events with
-    `python run.py ingest FILE` (from another terminal or a cron job). Broken rules are
-    reported and left out; the others run. Stop with Ctrl-C or SIGTERM: the pass in
-    flight finishes first.
+    Uses the database in config.yaml (SQLite by default). Events come in over its HTTP
+    API (POST /events on 127.0.0.1:8787 by default, config.yaml `http:`), which accepts
+    them once ENGINE_TOKEN (a bearer token) or ENGINE_HMAC_SECRET is set in the
+    environment; or with `python run.py ingest FILE` from another terminal or a cron
+    job. GET /healthz and GET /metrics tell how it is doing. Rules, templates and
+    config.yaml are reloaded when they change (a broken file is refused; the last good
+    version keeps running). Broken rules are reported and left out; the others run.
+    Stop with Ctrl-C or SIGTERM: requests and the dispatch pass in flight finish first.
 
     \b
     Example:
-      python run.py daemon --config config.yaml
+      ENGINE_TOKEN=s3cret python run.py daemon --config config.yaml
     """
     from engine.daemon import Daemon
     from engine.http import Credentials
@@ -315,7 +326,7 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
-    logs.setup(project.config.log_level, **project.config.log_options)
+    logs.setup(project.config.log_level, tz=project.config.timezone, **project.config.log_options)
     from loguru import logger
     log = logger.bind(component="daemon")
     for problem in project.problems:
@@ -370,8 +381,8 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     finally:
         store.close()
 
-    def when(t) -> str:
-        return t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    def when(t) -> str:  # shop time, with its offset: 2026-11-11 10:00:05+08:00
+        return t.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
     daemon = state.get("daemon")
     if daemon:

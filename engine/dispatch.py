@@ -419,7 +419,8 @@ class Dispatcher:
                 log_rows.append(_log_row(message, at, decision))
                 continue
             outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
-                                message["kind"], message["customer_id"], message["order_id"], r.to, body, at)
+                                message["kind"], message["customer_id"], message["order_id"], r.to, body,
+                                at.astimezone(self.tz))  # shop time (an outbox is read by people too)
             paused = self.health.pause_in_force(r.channel.name, at)
             if paused is not None:  # paused by a failure earlier in this batch: not an attempt
                 decision = self._wait_for(message, at, paused, f"{r.channel.name} paused after repeated failures "

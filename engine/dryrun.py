@@ -19,7 +19,7 @@ from engine.app import Engine, Project
 from engine.channels import Channel
 from engine.channels.recording import FailingRecordingChannel, RecordingChannel
 from engine.clock import VirtualClock
-from engine.errors import EventError
+from engine.errors import EngineError, EventError
 from engine.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
 from engine.store import Store
 from engine.sweeps import AHEAD
@@ -31,6 +31,15 @@ def _floor(t: datetime, step: timedelta) -> datetime:
     """`t` rounded down to a multiple of `step` since the Unix epoch."""
     epoch = datetime.fromtimestamp(0, t.tzinfo)
     return epoch + ((t - epoch) // step) * step
+
+
+class UntilBeforeEvents(EngineError, ValueError):
+    """--until lies before the first event: there is nothing to replay."""
+
+    def __init__(self, until: datetime, first: datetime):
+        self.until, self.first = until, first
+        super().__init__(f"{until.isoformat()} is before the first event ({first.isoformat()}): nothing to replay; "
+                         "leave --until out, or give a time after the first event")
 
 
 @dataclass
@@ -175,6 +184,8 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
     """`failing`: channel name -> the share of its attempts that fail (a provider outage
     to rehearse: retries, pauses and final failures then show in the decisions)."""
     entries, rejected = _timetable(lines, project)
+    if until is not None and entries and until < entries[0][0]:
+        raise UntilBeforeEvents(until, entries[0][0])
     until = until or _until_after(project, entries[-1][0] if entries else None)
     kept = [entry for entry in entries if until is None or entry[0] <= until]
     del entries

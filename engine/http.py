@@ -278,8 +278,7 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
             shown = "; ".join(f"line {r['line']}: {r['reason']}" for r in result["rejected"][:3])
             log.warning("POST /events from {}: {} rejected ({}), {} stored", client, len(result["rejected"]),
                         shown, len(result["accepted"]))
-            return JSONResponse({"error": f"{len(result['rejected'])} of {len(items)} events rejected; "
-                                          "the others were stored", **result}, status_code=400)
+            return JSONResponse({"error": _rejected(len(result["rejected"]), len(items)), **result}, status_code=400)
         del result["rejected"]
         return JSONResponse(result, status_code=202)
 
@@ -330,6 +329,14 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
     ])
+
+
+def _rejected(rejected: int, total: int) -> str:
+    if total == 1:
+        return "the event was rejected; nothing was stored"
+    if rejected == total:
+        return f"all {total} events were rejected; nothing was stored"
+    return f"{rejected} of {total} events rejected; the other {total - rejected} were stored"
 
 
 def _size(n: int) -> str:

@@ -35,11 +35,12 @@ class ReloadResult:
     changed: list[str] = field(default_factory=list)
     cancelled: int = 0  # pending messages of removed rules
     restart_needed: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)  # templates added, removed or edited
 
     def as_dict(self) -> dict:
         return {"at": self.at.isoformat(), "ok": self.ok, "errors": self.errors, "added": self.added,
-                "removed": self.removed, "changed": self.changed, "cancelled": self.cancelled,
-                "restart_needed": self.restart_needed}
+                "removed": self.removed, "changed": self.changed, "templates": self.templates,
+                "cancelled": self.cancelled, "restart_needed": self.restart_needed}
 
 
 class Reloader:
@@ -96,15 +97,18 @@ class Reloader:
         added = sorted(after.keys() - before.keys())
         removed = sorted(before.keys() - after.keys())
         changed = sorted(r for r in after.keys() & before.keys() if after[r] != before[r])
+        old_texts, new_texts = old.templates.fingerprints, project.templates.fingerprints
+        templates = sorted(n for n in old_texts.keys() | new_texts.keys() if old_texts.get(n) != new_texts.get(n))
         self.engine.swap(project)
         reasons = {r: (f"rule {r} was disabled (enabled: false) in a reload" if r in _all(project)
                        else f"rule {r} was removed from the rules in a reload") for r in removed}
         cancelled = self.engine.store.cancel_rule_messages(reasons, now)
         for problem in project.problems:
             log.warning("{}", problem)
-        log.info("reloaded: {} rules ({} added, {} removed, {} changed); {} pending messages of removed rules "
-                 "cancelled", len(after), len(added), len(removed), len(changed), cancelled)
-        return ReloadResult(now, True, [], added, removed, changed, cancelled, restart)
+        log.info("reloaded: {} rules ({} added, {} removed, {} changed), {} template(s) changed{}; {} pending "
+                 "messages of removed rules cancelled", len(after), len(added), len(removed), len(changed),
+                 len(templates), f" ({', '.join(templates)})" if templates else "", cancelled)
+        return ReloadResult(now, True, [], added, removed, changed, cancelled, restart, templates)
 
     def _refused(self, now: datetime, errors: list[str]) -> ReloadResult:
         for error in errors:

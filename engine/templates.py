@@ -6,6 +6,8 @@ Marketers learn one language: `{{ order.items[0].name }}` in a template and
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
 import re
@@ -307,6 +309,20 @@ class Templates:
         return bool(evaluate(context.get_all()))
 
     # templates ---------------------------------------------------------------------
+    @functools.cached_property
+    def fingerprints(self) -> dict[str, str]:
+        """Each template file's name -> a digest of its bytes, as they were when first asked
+        (a reload tells which templates changed)."""
+        if self.folder is None or not self.folder.is_dir():
+            return {}
+        out = {}
+        for path in sorted(self.folder.glob("*.j2")):
+            try:
+                out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                out[path.name] = "unreadable"
+        return out
+
     def exists(self, name: str) -> bool:
         return self.folder is not None and (self.folder / name).is_file()
 

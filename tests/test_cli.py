@@ -170,7 +170,10 @@ def test_dry_run_text_timeline_and_summary():
     (["--events", "missing.jsonl"], 2, "cannot read missing.jsonl"),
     (["--events", str(EXAMPLE), "--until", "next tuesday"], 2, "Invalid value for --until: 'next tuesday' is not an ISO 8601 time"),
     ([], 2, "Missing option '--events'"),
-], ids=["unreadable-file", "bad-until", "no-events"])
+    (["--events", str(EXAMPLE), "--until", "2026-01-01"], 2,
+     f"Invalid value for --until: 2026-01-01 00:00:00+08:00 is before the first event of {EXAMPLE} "
+     "(2026-11-08 16:20:00+08:00): nothing to replay; leave --until out, or give a later time"),
+], ids=["unreadable-file", "bad-until", "no-events", "until-before-the-first-event"])
 def test_dry_run_bad_usage_exits_2(args, code, message):
     result = run("dry-run", *args)
     assert result.exit_code == code
@@ -255,3 +258,13 @@ def test_every_command_runs_with_the_engines_garbage_collector_setting(monkeypat
 
     assert result.exit_code == 0, result.output
     assert chosen == [(gcsetting.YOUNG_THRESHOLD, 10, 10)]
+
+
+def test_daemon_help_says_it_serves_the_http_api_and_needs_a_token():
+    result = run("daemon", "--help")
+
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "HTTP API (POST /events on 127.0.0.1:8787 by default" in text
+    assert "ENGINE_TOKEN (a bearer token) or ENGINE_HMAC_SECRET is set in the environment" in text
+    assert "ENGINE_TOKEN=s3cret python run.py daemon --config config.yaml" in text

@@ -139,6 +139,7 @@ def test_the_daemon_sends_what_an_ingested_file_makes_due_and_stops_cleanly_on_s
          "【山野户外】张伟，您的冲锋衣已发货，顺丰单号SF100，请留意查收。"),
     ]
     assert len(outbox_lines(tmp_path / "outbox" / "sms.jsonl", 0)) == 2  # nothing more after the wait
+    assert all(m["time"].endswith("+08:00") for m in sent)  # the shop's time, with its offset
     lines = log.read_text(encoding="utf-8").splitlines()
     assert any(line.endswith("[daemon] dispatched 4 messages: cancelled 2, sent 2") for line in lines), lines
     # one operator line per decision, the phone masked

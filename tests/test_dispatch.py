@@ -277,3 +277,30 @@ def test_a_late_shipped_event_still_sends_the_shipping_notice_with_carrier_and_t
     shipping = [row for row in sms(engine) if row[0] == "shipping-notice"]
     assert shipping == [("shipping-notice", "c-1", "o-1", "13800000000",
                          "【山野户外】王小明，您的羽绒睡袋已发货，顺丰单号SF1234567890，请留意查收。")]
+
+
+# ---- catch-up after downtime ----------------------------------------------------------
+
+def test_november_events_posted_in_december_send_nothing_stale(engine, store, clock):
+    """The daemon was stopped for three weeks; the shop posts the backlog. The thank-you for
+    a good review, the staff alert for a bad one ("call back within 24 hours") and the
+    shipping notice are all long past their moment: each is expired, with how late it was,
+    and nothing is sent."""
+    signed = T0 - timedelta(days=3)
+    ingest(engine,
+           created("evt-1", 0, customer="c-1", order="o-1", start=signed),
+           event("evt-2", "order.shipped", 1, "c-1", "o-1", start=signed, data={"carrier": "顺丰", "tracking_no": "SF1"}),
+           event("evt-3", "order.reviewed", 3 * 1440, "c-1", "o-1", start=signed, data={"rating": "good"}),
+           created("evt-4", 0, customer="c-2", order="o-2", start=signed),
+           event("evt-5", "order.reviewed", 3 * 1440, "c-2", "o-2", start=signed, data={"rating": "bad"}))
+    clock.set(T0 + timedelta(days=21))
+
+    engine.dispatch()
+
+    outcomes = {(r["rule_id"], r["customer_id"]): (r["outcome"], r["detail"]) for r in store.rows("message_log")}
+    assert [m for ch in engine.channels.values() if hasattr(ch, "sent") for m in ch.sent] == []
+    assert outcomes[("good-review-thanks", "c-1")][0] == "expired"
+    assert outcomes[("bad-review-alert", "c-2")] == (
+        "expired", "could not be sent within 12h of its due time (21 d 0 h late)")
+    assert outcomes[("shipping-notice", "c-1")][0] == "expired"
+    assert {o for o, _ in outcomes.values()} == {"expired"}  # the unpaid orders' payment reminders too (24h)

@@ -108,7 +108,7 @@ def test_a_bad_line_gets_400_with_its_line_and_reason_and_is_kept_while_the_good
     status, answer = api().post(body)
 
     assert status == 400
-    assert answer["error"] == "2 of 4 events rejected; the others were stored"
+    assert answer["error"] == "2 of 4 events rejected; the other 2 were stored"
     assert answer["accepted"] == ["e-1", "e-5"]
     assert [r["line"] for r in answer["rejected"]] == [2, 3]
     assert answer["rejected"][0]["reason"].startswith("not valid JSON")
@@ -117,6 +117,17 @@ def test_a_bad_line_gets_400_with_its_line_and_reason_and_is_kept_while_the_good
     kept = engine.store.rows("rejected_events")
     assert [(r["source"], r["line"]) for r in kept] == [("http:127.0.0.1", 2), ("http:127.0.0.1", 3)]
     assert kept[1]["raw"].startswith('{"id": "e-3"')
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ('{"id": "e-1", "type": "order.created"}', "the event was rejected; nothing was stored"),
+    ('{"id": "e-1"}\n{"id": "e-2"}\n', "all 2 events were rejected; nothing was stored"),
+], ids=["one", "all"])
+def test_a_request_with_no_good_event_does_not_say_the_others_were_stored(api, engine, body, error):
+    status, answer = api().post(body)
+
+    assert (status, answer["error"], answer["accepted"]) == (400, error, [])
+    assert engine.store.count("events") == 0
 
 
 def test_an_array_item_is_named_by_its_position(api):

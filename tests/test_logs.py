@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -34,3 +36,14 @@ def test_text_logs_name_the_component(capsys):
         logs.setup("WARNING")
 
     assert capsys.readouterr().err.rstrip().endswith("INFO    [daemon] running")
+
+
+def test_each_log_line_is_in_the_shops_time_with_its_offset(capsys):
+    logs.setup("INFO", tz=ZoneInfo("Asia/Shanghai"))
+    try:
+        logger.bind(component="daemon").info("running")
+    finally:
+        logs.setup("WARNING")
+
+    line = capsys.readouterr().err.rstrip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 INFO    \[daemon\] running", line), line

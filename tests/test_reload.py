@@ -77,6 +77,18 @@ def test_a_broken_rules_file_is_refused_and_the_last_good_version_keeps_running(
     assert pending_rules(engine) == ["payment-reminder"]  # still scheduled, 30 minutes after
 
 
+def test_a_template_change_is_reported_by_name(running, workdir):
+    engine, reloader = running
+    template = workdir / "templates" / "shipping_notice.sms.j2"
+    template.write_text(template.read_text(encoding="utf-8").replace("请留意查收", "请注意查收"), encoding="utf-8")
+    (workdir / "templates" / "new_note.sms.j2").write_text("{{ shop.signature }}您好", encoding="utf-8")
+
+    result = reloader.reload()
+
+    assert (result.ok, result.changed, result.templates) == (True, [], ["new_note.sms.j2", "shipping_notice.sms.j2"])
+    assert reloader.reload().templates == []  # nothing changed since
+
+
 def test_a_broken_config_is_refused_too(running, workdir):
     engine, reloader = running
     before = engine.project

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from engine.durations import HINT as DURATION_HINT, parse_duration
+from engine.durations import HINT as DURATION_HINT, format_duration, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
 from engine.events import STANDARD_TYPES
 from engine.limits import parse_window
@@ -220,6 +220,12 @@ class _Validator:
                     durations[key] = parse_duration(item[key])
                 except ValueError:
                     report((key,), f"bad duration {item[key]!r}; {DURATION_HINT}")
+        if durations.get("wait") and durations.get("expires") and durations["wait"] > durations["expires"]:
+            report(("expires",), f"expires {item['expires']} is shorter than wait {item['wait']}: expires counts from "
+                                 "when the message is due (its event + wait), so it may still go "
+                                 f"{format_duration(durations['wait'] + durations['expires'])} after the event (if you "
+                                 f"meant {item['expires']} after the event, no message of this rule could ever go)",
+                   "warning")
         window = None
         if "window" in item:
             try:

@@ -157,6 +157,14 @@ class Trigger:
         return days
 
 
+def days_off_known_until() -> int:
+    """The last year whose statutory days off the installed chinesecalendar knows (China's
+    State Council publishes each year's schedule late in the year before)."""
+    import chinese_calendar  # noqa: PLC0415 - loaded only when a rule needs it
+
+    return max(d.year for d in chinese_calendar.holidays)
+
+
 @functools.lru_cache(maxsize=4096)
 def holiday_date(name: str, year: int, first_day_off: bool = False) -> date | None:
     """The festival day of `name` in `year` (or the first statutory day off of its break)."""

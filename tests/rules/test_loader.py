@@ -558,6 +558,17 @@ BROKEN = [
 ]
 
 
+def test_an_expiry_shorter_than_the_wait_is_a_warning_that_says_what_it_means(load):
+    ruleset = load({"late.yaml": "rules:\n  - id: care\n    when: order.signed\n    wait: 3d\n    expires: 1d\n"
+                                 "    channel: sms\n    template: thanks.sms.j2\n"})
+
+    assert printed(ruleset) == [
+        "rules/late.yaml:5: rules[0].expires: warning: expires 1d is shorter than wait 3d: expires counts from when "
+        "the message is due (its event + wait), so it may still go 4d after the event (if you meant 1d after the "
+        "event, no message of this rule could ever go)"]
+    assert [r.id for r in ruleset.rules] == ["care"]  # a warning: the rule runs
+
+
 def test_a_tab_in_the_indentation_is_named_on_its_line(load):
     ruleset = load({"broken.yaml": "rules:\n  - id: a\n\twhen: order.signed\n    channel: sms\n"
                                    "    template: thanks.sms.j2\n"})
@@ -853,3 +864,24 @@ def test_shipped_templates_folder_is_what_rules_are_checked_against(tmp_path):
 
     assert ruleset.problems == []
     assert [r.template for r in ruleset.rules] == names
+
+
+def test_a_rule_on_days_off_the_holiday_calendar_does_not_know_yet_is_a_warning(tmp_path, workdir):
+    from datetime import date
+
+    from engine.triggers.calendar import days_off_known_until
+
+    (workdir / "rules" / "cny.yaml").write_text(
+        "rules:\n  - id: cny-off\n    when: {holiday: 春节, day: first_day_off, offset: -3d}\n    channel: sms\n"
+        "    template: spring_festival.sms.j2\n", encoding="utf-8")
+    known = days_off_known_until()
+
+    in_time = load_project(workdir / "config.yaml", workdir / "rules", workdir / "templates", date(known - 1, 6, 1))
+    late = load_project(workdir / "config.yaml", workdir / "rules", workdir / "templates", date(known, 12, 2))
+
+    assert [str(p) for p in in_time.problems] == []
+    assert [str(p) for p in late.problems] == [
+        f"{workdir / 'rules' / 'cny.yaml'}:2: rules[0].when.day: warning: day: first_day_off needs the statutory "
+        f"days off of {known + 1}, which the installed chinesecalendar does not have (it knows up to {known}): this "
+        f"rule will not fire in {known + 1} until you update it (pip install -U chinesecalendar, then restart the "
+        "daemon)"]
