@@ -97,6 +97,53 @@ def test_config_errors_stop_every_command(workdir):
     assert result.stdout == ""
 
 
+# ---- files in another encoding ------------------------------------------------------------
+
+def gbk(path) -> None:
+    """Save a file as a Chinese Windows editor does: GBK (GB18030 for what GBK lacks)."""
+    path.write_bytes(path.read_text(encoding="utf-8").encode("gb18030"))
+
+
+def test_a_template_saved_as_gbk_is_one_clear_line_in_check_and_dry_run(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    gbk(workdir / "templates" / "shipping_notice.sms.j2")
+    expected = ("rules/order_service.yaml:24: rules[1].template: templates/shipping_notice.sms.j2: not UTF-8 text "
+                "(it looks like GBK); save it as UTF-8")
+
+    check = run("check")
+    dry = run("dry-run", "--events", str(EXAMPLE))
+
+    assert check.exit_code == 1
+    assert check.stdout.splitlines()[0] == expected
+    assert dry.exit_code == 1
+    assert dry.stderr.splitlines()[0] == expected
+    assert "Traceback" not in check.output + dry.output
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "rules/lifecycle.yaml"])
+def test_a_yaml_file_saved_as_gbk_is_one_clear_line(workdir, monkeypatch, name):
+    monkeypatch.chdir(workdir)
+    gbk(workdir / name)
+
+    result = run("check")
+
+    assert result.exit_code == 1
+    assert f"{name}: not UTF-8 text (it looks like GBK); save it as UTF-8" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_utf8_byte_order_mark_is_accepted_everywhere(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    for path in [workdir / "config.yaml", workdir / "rules" / "lifecycle.yaml",
+                 workdir / "templates" / "shipping_notice.sms.j2"]:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    result = run("check")
+
+    assert (result.exit_code, result.stdout) == (0, f"OK: {SHIPPED_RULES} rules, {SHIPPED_TEMPLATES} templates, "
+                                                    "3 channels; 0 warning(s)\n")
+
+
 # ---- dry-run ----------------------------------------------------------------------------
 
 def dry_json(*args, input=None):
