@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -48,3 +49,45 @@ class LocalServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Sink:
+    """A message provider for the daemon tests: answers 200 to each POST and notes when
+    each request arrived (time.monotonic()), with its idempotency key and body. Like a
+    real provider, it applies a key once (`applied`: the first body of each key)."""
+
+    def __init__(self):
+        self.arrivals: list[tuple[float, str, dict]] = []
+        self.lock = threading.Lock()
+        self.local = LocalServer(self._receive)
+
+    def _receive(self, request: Request) -> tuple[int, str]:
+        stamp = time.monotonic()
+        with self.lock:
+            self.arrivals.append((stamp, request.headers["Idempotency-Key"], request.json()))
+        return 200, "ok"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrivals)
+
+    @property
+    def requests(self) -> list[str]:
+        """The key of every request, repeats included."""
+        with self.lock:
+            return [key for _, key, _ in self.arrivals]
+
+    @property
+    def applied(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        with self.lock:
+            for _, key, body in self.arrivals:
+                out.setdefault(key, body)
+        return out
+
+    @property
+    def url(self) -> str:
+        return f"{self.local.base}/send"
+
+    def close(self) -> None:
+        self.local.close()

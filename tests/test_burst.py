@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,37 +25,11 @@ import yaml
 
 from engine.store import Store
 from tests.conftest import ROOT
-from tests.localhttp import LocalServer
+from tests.localhttp import Sink
 
 BURST = 300
 RATE = 50
 WINDOW = 0.95  # seconds: one second less the arrival jitter allowed (see the module's docstring)
-
-
-class Sink:
-    """A provider: answers 200 to each POST, records when each idempotency key arrived."""
-
-    def __init__(self):
-        self.arrivals: list[tuple[float, str, dict]] = []  # (monotonic time, key, body)
-        self.lock = threading.Lock()
-        self.local = LocalServer(self._receive)
-
-    def _receive(self, request) -> tuple[int, str]:
-        stamp = time.monotonic()
-        with self.lock:
-            self.arrivals.append((stamp, request.headers["Idempotency-Key"], request.json()))
-        return 200, "ok"
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
-
-    @property
-    def url(self) -> str:
-        return f"{self.local.base}/send"
-
-    def close(self):
-        self.local.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -24,33 +23,9 @@ import yaml
 
 from engine.store import Store
 from tests.conftest import ROOT
-from tests.localhttp import LocalServer
+from tests.localhttp import Sink
 
 MESSAGES = 3000
-
-
-class Sink:
-    """A provider: answers 200 to each POST, applies each idempotency key once."""
-
-    def __init__(self):
-        self.requests: list[str] = []  # the key of every request, repeats included
-        self.applied: dict[str, dict] = {}
-        self.lock = threading.Lock()
-        self.local = LocalServer(self._apply)
-
-    def _apply(self, request) -> tuple[int, str]:
-        key = request.headers["Idempotency-Key"]
-        with self.lock:
-            self.requests.append(key)
-            self.applied.setdefault(key, request.json())
-        return 200, "ok"
-
-    @property
-    def url(self) -> str:
-        return f"{self.local.base}/send"
-
-    def close(self):
-        self.local.close()
 
 
 @pytest.fixture
@@ -101,9 +76,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(tmp_p
     # kill it whenever it has sent a little more, at a random moment of its work
     while kills < 6 and len(set(sink.requests)) < MESSAGES * 0.8:
         proc = start()
-        seen = len(sink.requests)
+        seen = sink.count()
         deadline = time.monotonic() + 60
-        while len(sink.requests) < seen + rng.randint(50, 400) and time.monotonic() < deadline:
+        while sink.count() < seen + rng.randint(50, 400) and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
