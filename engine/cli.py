@@ -429,14 +429,20 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of rules files (the project ships it as rules.schema.json).
+@click.argument("which", type=click.Choice(["rules", "config"]), default="rules")
+def schema(which) -> None:
+    """Print the JSON Schema of rules files, or of config.yaml (the project ships them as
+    rules.schema.json and config.schema.json, for editors: see README "Editor support").
 
     \b
     Example:
       python run.py schema > rules.schema.json
+      python run.py schema config > config.schema.json
     """
-    from engine.rules.schema import render_json_schema
+    if which == "config":
+        from engine.config_schema import render_json_schema
+    else:
+        from engine.rules.schema import render_json_schema
 
     click.echo(render_json_schema(), nl=False)
 

@@ -20,8 +20,8 @@ from engine.profile import ProfileConfig, read_profile
 from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
-TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "sweeps",
-            "http", "fields")
+TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "http",
+            "fields")
 
 
 @dataclass

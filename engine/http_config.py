@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from engine.yamlfile import Lines, did_you_mean, is_env_name
 
 KEYS = ("listen", "token_env", "hmac_env", "max_body")
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB)?\s*$", re.I)
+SIZE_PATTERN = r"^\s*(\d+)\s*([Bb]|[Kk][Bb]|[Mm][Bb])?\s*$"  # also config.schema.json's
+_SIZE = re.compile(SIZE_PATTERN)
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024 * 1024}
 
 

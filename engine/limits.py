@@ -12,7 +12,8 @@ from engine.durations import parse_duration
 
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
+RATE_PATTERN = r"^\s*(\d+)\s*/\s*(s|m|h)\s*$"  # also config.schema.json's
+_RATE = re.compile(RATE_PATTERN)
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 

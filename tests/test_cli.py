@@ -93,7 +93,9 @@ def test_config_errors_stop_every_command(workdir):
                    encoding="utf-8")
     result = run("dry-run", "--events", str(EXAMPLE), "--config", str(cfg))
     assert result.exit_code == 1
-    assert f"{cfg}:4: timezone: unknown time zone 'Asia/Shangai'" in result.stderr
+    line = next(n for n, text in enumerate(cfg.read_text(encoding="utf-8").splitlines(), 1)
+                if text.startswith("timezone:"))
+    assert f"{cfg}:{line}: timezone: unknown time zone 'Asia/Shangai'" in result.stderr
     assert result.stdout == ""
 
 
