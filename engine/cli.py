@@ -386,7 +386,8 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
 
     daemon = state.get("daemon")
     if daemon:
-        click.echo(f"daemon: {daemon['state']} (pid {daemon['pid']}, since {when(daemon['updated_at'])}"
+        since = datetime.fromisoformat(daemon["started_at"]) if daemon.get("started_at") else daemon["updated_at"]
+        click.echo(f"daemon: {daemon['state']} (pid {daemon['pid']}, since {when(since)}"
                    f"{', HTTP ' + daemon['http'] if daemon.get('http') else ''})")
     else:
         click.echo("daemon: never started on this database")

@@ -32,6 +32,7 @@ class Daemon:
         `reloader`: watch the project's files and reload them while running."""
         self.engine = engine
         self.reloader = reloader
+        self.started_at = datetime.now(timezone.utc)
         engine.log_decisions = engine.dispatcher.log_decisions = True
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
@@ -48,7 +49,8 @@ class Daemon:
     def _record(self, state: str) -> None:
         """What `run.py status` shows of this daemon."""
         project = self.engine.project
-        value = {"state": state, "pid": os.getpid(), "rules": len(project.rules.rules),
+        value = {"state": state, "pid": os.getpid(), "started_at": self.started_at.isoformat(),
+                 "rules": len(project.rules.rules),
                  "http": f"{self.server.address[0]}:{self.server.address[1]}" if self.server else None,
                  "rule_errors": self.rule_errors()}
         try:
@@ -80,7 +82,7 @@ class Daemon:
         if not self.scheduler.running:
             state["status"], state["scheduler"] = "error", "not running"
         if self.reloader is not None and self.reloader.last is not None:
-            state["last_reload"] = self.reloader.last.as_dict()
+            state["last_reload"] = self.reloader.last.as_dict(self.engine.project.config.timezone)
         return state
 
     def tick(self) -> None:
@@ -96,7 +98,8 @@ class Daemon:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(report.by_outcome.items()))
             log.info("dispatched {} messages: {}", decided, summary)
         if report.paced:
-            log.info("{} messages wait for their turn at their channel's rate", report.paced)
+            log.info("gave {} messages a later send slot at their channel's rate (each waits in the queue for it)",
+                     report.paced)
 
     def sweep(self) -> None:
         """Calendar rules: enqueue the idle, birthday, holiday, date and cron messages due soon."""

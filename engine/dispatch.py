@@ -418,9 +418,6 @@ class Dispatcher:
                 updates.append(_update(message, at, decision.outcome, decision))
                 log_rows.append(_log_row(message, at, decision))
                 continue
-            outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
-                                message["kind"], message["customer_id"], message["order_id"], r.to, body,
-                                at.astimezone(self.tz))  # shop time (an outbox is read by people too)
             paused = self.health.pause_in_force(r.channel.name, at)
             if paused is not None:  # paused by a failure earlier in this batch: not an attempt
                 decision = self._wait_for(message, at, paused, f"{r.channel.name} paused after repeated failures "
@@ -432,10 +429,13 @@ class Dispatcher:
                 updates.append(update)
                 log_rows.append(_log_row(message, at, decision))
                 continue
+            if real and self.pace is not None:  # wait for the slot; the send is stamped when it happens
+                limits = self.gate.limits.channels.get(r.channel.name)
+                at = max(at, self.pace.wait(r.channel.name, at, limits.rate.spacing if limits and limits.rate else None))
+            outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
+                                message["kind"], message["customer_id"], message["order_id"], r.to, body,
+                                at.astimezone(self.tz))  # shop time (an outbox is read by people too)
             try:
-                if real and self.pace is not None:
-                    limits = self.gate.limits.channels.get(r.channel.name)
-                    self.pace.wait(r.channel.name, at, limits.rate.spacing if limits and limits.rate else None)
                 r.channel.send(outbound)
                 decision = Decision("sent", body=body)
                 self.health.succeeded(r.channel.name)

@@ -37,8 +37,9 @@ class ReloadResult:
     restart_needed: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)  # templates added, removed or edited
 
-    def as_dict(self) -> dict:
-        return {"at": self.at.isoformat(), "ok": self.ok, "errors": self.errors, "added": self.added,
+    def as_dict(self, tz=None) -> dict:
+        """`tz`: show the time in it (the shop's), with its offset."""
+        return {"at": (self.at.astimezone(tz) if tz is not None else self.at).isoformat(), "ok": self.ok, "errors": self.errors, "added": self.added,
                 "removed": self.removed, "changed": self.changed, "templates": self.templates,
                 "cancelled": self.cancelled, "restart_needed": self.restart_needed}
 
@@ -60,7 +61,8 @@ class Reloader:
                 result = self._refused(self.engine.clock.now(), [f"reload failed: {type(exc).__name__}: {exc}"])
             self.last = result
             try:  # for `run.py status`
-                self.engine.store.set_daemon_state("last_reload", result.as_dict(), result.at)
+                self.engine.store.set_daemon_state("last_reload", result.as_dict(self.engine.project.config.timezone),
+                                                   result.at)
             except Exception:  # noqa: BLE001 - the reload happened; only its report is missing
                 log.exception("could not record the reload result for run.py status")
             for callback in self.on_reload:
@@ -121,8 +123,13 @@ class Reloader:
         """Start the watchers (threads); each change, once the files are quiet for a
         moment, reloads. They end when `stop` is set."""
         name = self.config_path.name
+        folders = {str(Path(self.rules_dir)), str(Path(self.templates_dir))}
+
+        def project_file(_change, path: str) -> bool:  # not an editor's swap or temporary file
+            return path.endswith((".yaml", ".yml", ".j2")) or path.rstrip("/") in folders
+
         jobs = [
-            ([self.rules_dir, self.templates_dir], True, None),
+            ([self.rules_dir, self.templates_dir], True, project_file),
             ([self.config_path.resolve().parent], False, lambda _change, path: Path(path).name == name),
         ]
         threads = []

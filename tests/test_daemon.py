@@ -309,6 +309,7 @@ def test_the_running_daemon_reloads_a_changed_rule_file_and_refuses_a_broken_one
 
     assert proc.wait(timeout=DEADLINE) == 0
     assert refused["errors"][0].startswith(f"{rules}:10: rules[0].wait:")
+    assert refused["at"].endswith("+08:00")  # the shop's time
     assert degraded[0] == 200
     assert (degraded[1]["status"], degraded[1]["rule_errors"]) == ("degraded", refused["errors"])
     assert "health: degraded: the rules running differ from the files on disk, 1 error(s):\n" \

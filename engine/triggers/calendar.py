@@ -230,8 +230,8 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
     if kind == "holiday":
         value = CHINESE_NAMES.get(str(value).strip(), value)
         if value not in HOLIDAYS:
-            raise TriggerError("holiday", f"unknown holiday {value!r}{_meant_holiday(value)}; known: "
-                                          f"{', '.join(HOLIDAYS)} (or their Chinese names, such as 中秋节)")
+            raise TriggerError("holiday", f"unknown holiday {value!r}{_meant_holiday(value)} (known: "
+                                          f"{', '.join(HOLIDAYS)}, or their Chinese names such as 中秋节)")
         first = raw.get("day", "festival")
         if first not in ("festival", "first_day_off"):
             raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "

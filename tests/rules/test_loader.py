@@ -115,7 +115,7 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'spring_festivle'; did you mean 'spring_festival'?; known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day (or their Chinese names, such as 中秋节)"],
+        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'spring_festivle'; did you mean 'spring_festival'? (known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day, or their Chinese names such as 中秋节)"],
         id="holiday-misspelt"),
     pytest.param(
         """\
@@ -513,10 +513,10 @@ BROKEN = [
             channel: sms
             template: thanks.sms.j2
         """,
-        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'double_eleven'; did you mean 'singles_day'?; "
-         "known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, "
+        ["rules/broken.yaml:3: rules[0].when.holiday: unknown holiday 'double_eleven'; did you mean 'singles_day'? "
+         "(known: childrens_day, christmas, double_ninth_festival, double_twelve, dragon_boat_festival, laba_festival, "
          "labour_day, lantern_festival, mid_autumn_festival, national_day, new_years_day, new_years_eve, qixi, "
-         "singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day (or their Chinese names, such "
+         "singles_day, spring_festival, tomb_sweeping_day, valentines_day, womens_day, or their Chinese names such "
          "as 中秋节)"],
         id="holiday-by-meaning"),
     pytest.param(
