@@ -221,25 +221,27 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
       python run.py ingest examples/double11_week.jsonl
       cat new_orders.jsonl | python run.py ingest -
     """
-    from engine.events import read_events
+    from engine.events import AHEAD, Rejected, read_events, rejected_later
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup(project.config.log_level, tz=project.config.timezone)
     _print_problems(project)
     lines = _read_lines(source)
-    events, rejected = read_events(lines, project)
-    store = Store(project.config.database)
     clock = SystemClock()
+    events, rejected = read_events(lines, project, latest=clock.now() + AHEAD)
+    store = Store(project.config.database)
     try:
         now = clock.now()
         store.reject([{"source": source, "line": r.line, "raw": r.raw, "reason": r.reason, "received_at": now}
                       for r in rejected])
         engine = Engine(project, store, {}, clock)
         result = engine.ingest(events)
+        store.reject(rejected_later(result.rejected, source, now))
     finally:
         store.close()
-    for r in rejected:
+    rejected += [Rejected(event.line, reason, "") for event, reason in result.rejected]
+    for r in sorted(rejected, key=lambda r: r.line or 0):
         click.echo(f"{source}:{r.line}: rejected: {r.reason}", err=True)
     click.echo(f"{source}: {result.accepted} events stored, {result.duplicates} already stored (ignored), "
                f"{len(rejected)} rejected; {len(result.scheduled)} messages scheduled, "
@@ -396,12 +398,14 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
         verdict = "ok" if reload["ok"] else f"REFUSED, {len(reload['errors'])} error(s); the last good version runs"
         click.echo(f"last reload: {when(reload['updated_at'])} {verdict}")
     if daemon and daemon["state"] == "running":
-        errors = daemon.get("rule_errors") or []
+        errors, failing = daemon.get("rule_errors") or [], daemon.get("failing") or []
         if errors:
             click.echo(f"health: degraded: the rules running differ from the files on disk, {len(errors)} error(s):")
             for error in errors:
                 click.echo(f"  {error}")
-        else:
+        if failing:
+            click.echo("health: degraded: " + "; ".join(failing))
+        if not errors and not failing:
             click.echo("health: ok")
     rules = project.rules
     click.echo(f"rules on disk: {len(rules.rules)} ({sum(r.enabled for r in rules.rules)} enabled), "

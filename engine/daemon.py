@@ -22,6 +22,7 @@ from engine.server import HttpServer
 
 log = logger.bind(component="daemon")
 HOUSEKEEPING_SECONDS = 60
+FAILING_AFTER = 3  # failures in a row of the dispatch pass or of a rule's sweep that make health "degraded"
 SWEEP_SECONDS = 60  # each sweep enqueues up to an hour ahead (engine.sweeps.AHEAD): messages go at their moment
 
 
@@ -37,7 +38,9 @@ class Daemon:
         self._stop = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
-        self.metrics = Metrics(engine.store, engine.clock.now, lambda: len(self.rule_errors()))
+        self.failures: dict[str, tuple[int, str]] = {}  # "dispatch", "sweep of rule x" -> (in a row, last error)
+        self.metrics = Metrics(engine.store, engine.clock.now, lambda: len(self.rule_errors()),
+                               lambda: {what: n for what, (n, _) in self.failures.items()})
         if reloader is not None:
             reloader.on_reload.append(lambda _result: self._record("running"))
         self.server: HttpServer | None = None
@@ -50,7 +53,7 @@ class Daemon:
         """What `run.py status` shows of this daemon."""
         project = self.engine.project
         value = {"state": state, "pid": os.getpid(), "started_at": self.started_at.isoformat(),
-                 "rules": len(project.rules.rules),
+                 "rules": len(project.rules.rules), "failing": self.failing(),
                  "http": f"{self.server.address[0]}:{self.server.address[1]}" if self.server else None,
                  "rule_errors": self.rule_errors()}
         try:
@@ -67,13 +70,34 @@ class Daemon:
             return list(last.errors)
         return [str(p) for p in self.engine.project.errors]
 
+    def failing(self) -> list[str]:
+        """What has failed FAILING_AFTER times in a row or more (the dispatch pass, a rule's
+        sweep), with its last error: a poisoned row or a rule that breaks its sweep."""
+        return [f"{what} failed {n} times in a row: {error}" for what, (n, error) in sorted(self.failures.items())
+                if n >= FAILING_AFTER]
+
+    def _outcome(self, what: str, error: str | None) -> None:
+        """Count a failure of `what` (or its success, error None); tell `status` when the
+        list of what is failing changes."""
+        before = self.failing()
+        if error is None:
+            self.failures.pop(what, None)
+        else:
+            n, _ = self.failures.get(what, (0, ""))
+            self.failures[what] = (n + 1, error)
+        if self.failing() != before:
+            self._record("running")
+
     def health(self) -> dict:
         """What GET /healthz shows: "ok"; "degraded" (answered with 200) when the running
         rules differ from the files on disk, with the errors in rule_errors; "error"
         (503) when the database does not answer or the scheduler stopped."""
         project = self.engine.project
-        errors = self.rule_errors()
-        state = {"status": "degraded" if errors else "ok", "rules": len(project.rules.rules), "rule_errors": errors}
+        errors, failing = self.rule_errors(), self.failing()
+        state = {"status": "degraded" if errors or failing else "ok", "rules": len(project.rules.rules),
+                 "rule_errors": errors}
+        if failing:
+            state["failing"] = failing
         try:
             self.engine.store.next_due_at()
             state["database"] = "ok"
@@ -89,9 +113,11 @@ class Daemon:
         """One dispatch job: work off everything due now (a backlog included)."""
         try:
             report = self.engine.dispatch(stop=self._stop.is_set)
-        except Exception:
+        except Exception as exc:
             log.exception("dispatch failed; retrying at the next tick")
+            self._outcome("dispatch", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             return
+        self._outcome("dispatch", None)
         self.metrics.dispatched(report)
         decided = report.handled - report.paced
         if decided:
@@ -105,9 +131,13 @@ class Daemon:
         """Calendar rules: enqueue the idle, birthday, holiday, date and cron messages due soon."""
         try:
             report = self.engine.sweep()
-        except Exception:
+        except Exception as exc:
             log.exception("sweep failed; retrying at the next one")
+            self._outcome("sweep", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             return
+        self._outcome("sweep", None)
+        for rule in self.engine.project.rules.calendar:
+            self._outcome(f"sweep of rule {rule.id}", report.errors.get(rule.id))
         self.metrics.swept(report)
         for rule_id, count in report.enqueued.items():
             if count:

@@ -147,16 +147,27 @@ class Dispatcher:
                 now = max(now, clock())
 
     def _load(self, txn, claimed: list[dict], rows: "_Rows | None"):
-        """The customers, orders and event data of a batch, by id (read in its transaction)."""
+        """The customers, orders and event data of a batch, by id (read in its transaction),
+        and for each message whose rows cannot be read back, why (it fails alone)."""
         rows = rows if rows is not None else _Rows()
         rows.fit()
-        rows.customers.update(txn.customers_by_id(m["customer_id"] for m in claimed
-                                                  if m["customer_id"] not in rows.customers))
-        rows.orders.update(txn.orders_by_id(m["order_id"] for m in claimed
-                                            if m["order_id"] and m["order_id"] not in rows.orders))
-        rows.events.update(txn.event_data_by_id(m["event_id"] for m in claimed
-                                                if m["event_id"] and m["event_id"] not in rows.events))
-        return rows.customers, rows.orders, rows.events
+        found, bad_customers = txn.customers_by_id(m["customer_id"] for m in claimed
+                                                   if m["customer_id"] not in rows.customers)
+        rows.customers.update(found)
+        found, bad_orders = txn.orders_by_id(m["order_id"] for m in claimed
+                                             if m["order_id"] and m["order_id"] not in rows.orders)
+        rows.orders.update(found)
+        found, bad_events = txn.event_data_by_id(m["event_id"] for m in claimed
+                                                 if m["event_id"] and m["event_id"] not in rows.events)
+        rows.events.update(found)
+        unreadable: dict[int, str] = {}
+        for m in claimed:
+            for what, key, bad in (("customer", "customer_id", bad_customers), ("order", "order_id", bad_orders),
+                                   ("event", "event_id", bad_events)):
+                if m[key] in bad:
+                    unreadable[m["id"]] = f"the stored {what} {m[key]} cannot be read back: {bad[m[key]]}"
+                    log.error("message {} of rule {}: {}", m["id"], m["rule_id"], unreadable[m["id"]])
+        return rows.customers, rows.orders, rows.events, unreadable
 
     def run_batch(self, now: datetime, *, virtual: bool = False, rows: "_Rows | None" = None) -> DispatchReport:
         """One batch: take the due messages, judge them and write every decision in one
@@ -168,10 +179,13 @@ class Dispatcher:
             claimed = txn.messages
             if not claimed:
                 return report
-            customers, orders, events = self._load(txn, claimed, rows)
+            customers, orders, events, unreadable = self._load(txn, claimed, rows)
             ready: list[Ready] = []
             for message in claimed:
                 at = message["due_at"] if virtual else now
+                if message["id"] in unreadable:
+                    decided.append((message, at, Decision("failed", "engine_error", unreadable[message["id"]])))
+                    continue
                 customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
                 try:
                     result = self._prepare(message, rules.get(message["rule_id"]), customer,

@@ -9,6 +9,7 @@ every decision sees the customer's state exactly as it was at that moment."""
 from __future__ import annotations
 
 import heapq
+import json
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -113,6 +114,7 @@ class _Replay:
         self.possible: dict[str, datetime] = {}  # customer -> earliest due the batch may create
         self.dispatched_until: datetime | None = None
         self.duplicates = 0
+        self.rejected: list[Rejected] = []  # events refused when stored (an id another customer's event has)
 
     def feed(self, event: Event) -> None:
         self.sweep_until(event.time)
@@ -143,6 +145,8 @@ class _Replay:
             return
         report = self.engine.ingest(self.batch, virtual=True)
         self.duplicates += report.duplicates
+        self.rejected.extend(Rejected(event.line, reason, json.dumps(event.to_json(), ensure_ascii=False))
+                             for event, reason in report.rejected)
         for customer, due in report.scheduled:
             heapq.heappush(self.dues.setdefault(customer, []), due)
         self.batch = []
@@ -200,8 +204,10 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
         engine = Engine(project, store, channels, VirtualClock(start or datetime.now().astimezone()))
         try:
             replay = _Replay(engine, _leads(project))
-            for _, _, text in kept:
-                replay.feed(parse_line(text, tz))
+            for _, number, text in kept:
+                event = parse_line(text, tz)
+                event.line = number
+                replay.feed(event)
             replay.flush()
             if until is not None:
                 replay.sweep_until(until)
@@ -210,4 +216,6 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
         finally:
             store.close()
     decisions.sort(key=lambda d: (d["time"], d["id"]))
-    return DryRunResult(decisions, rejected, len(kept), replay.duplicates, start, until, channels)
+    rejected = sorted(rejected + replay.rejected, key=lambda r: r.line or 0)
+    return DryRunResult(decisions, rejected, len(kept) - len(replay.rejected), replay.duplicates, start, until,
+                        channels)

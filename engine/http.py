@@ -14,12 +14,13 @@ environment variables that config.yaml `http:` names, and are never logged."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 from typing import Any, Callable
@@ -32,12 +33,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.errors import EventError
-from engine.events import Event, parse_event
+from engine.events import AHEAD, Event, decode_json, parse_event, rejected_later
 from engine.http_config import HttpConfig
 from engine.sms import sms_channels
 
 log = logger.bind(component="http")
 SIGNATURE_HEADER = "X-Signature"
+MAX_EVENTS = 10_000  # events in one request (README "Limits"); more: 413
+BODY_SECONDS = 30  # the longest a request's body may take to arrive; then 408
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # Aliyun's push times are mainland time
 
 
@@ -56,30 +59,48 @@ class Item:
     error: str | None = None
 
 
+class NotUtf8Body(ValueError):
+    """A request body that is not UTF-8 text."""
+
+
 def split_body(body: bytes) -> list[Item]:
     """A body as items: a JSON object (one event), a JSON array (one item per element),
-    or JSON lines (one item per non-blank line, each decoded on its own)."""
-    text = body.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    or JSON lines (one item per non-blank line, each decoded on its own). A number,
+    text or nesting intake refuses is found in each item on its own (engine.events).
+    NotUtf8Body when the body is not UTF-8."""
+    try:
+        text = body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8Body(f"the body is not UTF-8 text (byte {exc.start + 1}); send UTF-8") from None
     stripped = text.strip()
     if not stripped:
         return []
-    try:
-        whole = json.loads(stripped)
-    except json.JSONDecodeError:
-        whole = None
-    else:
-        if isinstance(whole, list):
-            return [Item(i, json.dumps(v, ensure_ascii=False), v) for i, v in enumerate(whole, start=1)]
-        return [Item(1, stripped, whole)]
+    if stripped[0] in "[{":
+        try:
+            whole = decode_json(stripped)
+        except EventError:
+            whole = None  # JSON lines, or broken: read line by line
+        else:
+            if isinstance(whole, list):
+                return [Item(i, _raw(v), v) for i, v in enumerate(whole, start=1)]
+            return [Item(1, stripped, whole)]
     items = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            items.append(Item(number, line.rstrip("\r"), json.loads(line)))
-        except json.JSONDecodeError as exc:
-            items.append(Item(number, line.rstrip("\r"), error=f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            items.append(Item(number, line.rstrip("\r"), decode_json(line)))
+        except EventError as exc:
+            items.append(Item(number, line.rstrip("\r"), error=str(exc)))
     return items
+
+
+def _raw(value) -> str:
+    """An array item as text for the rejected_events table (a refused number as null)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=lambda _invalid: None)
+    except ValueError:  # nesting deeper than json.dumps goes
+        return "(nested too deep to show)"
 
 
 class Credentials:
@@ -137,6 +158,11 @@ class _Job:
     source: str
     duplicates: list[str] | None = None  # set once stored
     error: BaseException | None = None
+    refused: list = field(default_factory=list)  # (event, reason): refused when stored
+
+
+class StoreUnavailable(RuntimeError):
+    """The database did not answer: nothing of the request was stored."""
 
 
 class Intake:
@@ -154,12 +180,15 @@ class Intake:
 
     def take(self, items: list[Item], source: str) -> dict:
         tz = self.engine.project.config.timezone
+        latest = self.engine.clock.now() + AHEAD
         events: list[Event] = []
         rejected: list[dict] = []
         for item in items:
             if item.error is None:
                 try:
-                    events.append(parse_event(item.value, tz))
+                    event = parse_event(item.value, tz, latest)
+                    event.line = item.line
+                    events.append(event)
                     continue
                 except EventError as exc:
                     item.error = str(exc)
@@ -175,7 +204,10 @@ class Intake:
         if job.error is not None:
             raise job.error
         duplicates = job.duplicates or []
-        accepted = [e.id for e in events]
+        refused = {id(event) for event, _ in job.refused}
+        accepted = [e.id for e in events if id(e) not in refused]
+        rejected = sorted(rejected + [{"line": event.line, "reason": reason} for event, reason in job.refused],
+                          key=lambda r: r["line"])
         if self.on_events:
             self.on_events(len(accepted) - len(duplicates), len(duplicates), len(rejected))
         return {"accepted": accepted, "duplicates": duplicates,
@@ -190,10 +222,19 @@ class Intake:
                 self.engine.store.reject(rejected)
             events = [e for job in group for e in job.events]
             report = self.engine.ingest(events) if events else None
-        except BaseException as exc:  # every request of the group gets the error (500)
+            if report is not None and report.rejected:  # refused when stored: kept like the others
+                by_event = {id(e): job for job in group for e in job.events}
+                for event, reason in report.rejected:
+                    by_event[id(event)].refused.append((event, reason))
+                for job in group:
+                    self.engine.store.reject(rejected_later(job.refused, job.source, now))
+        except BaseException as exc:  # the database is away: every request of the group is told (503)
+            error = StoreUnavailable() if not self.engine.store.answers() else exc
             for job in group:
-                job.error = exc
-            raise
+                job.error = error
+            if error is exc:
+                raise
+            return
         repeated = set(report.duplicate_ids) if report else set()
         for job in group:
             job.duplicates = sorted({e.id for e in job.events} & repeated)
@@ -234,16 +275,26 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
     intake = Intake(engine, metrics.events if metrics is not None else None)
 
     async def read_body(request: Request) -> bytes:
+        """The body, within http.max_body and BODY_SECONDS (a sender trickling bytes does
+        not hold a connection open: asyncio.TimeoutError)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cfg.max_body:
             raise TooLarge()
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cfg.max_body:
-                raise TooLarge()
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+        async def read() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cfg.max_body:
+                    raise TooLarge()
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        return await asyncio.wait_for(read(), BODY_SECONDS)
+
+    def slow(client: str, path: str) -> Response:
+        log.warning("{} from {} refused (408): the body did not arrive within {} s", path, client, BODY_SECONDS)
+        return JSONResponse({"error": f"the body did not arrive within {BODY_SECONDS} seconds"}, status_code=408)
 
     async def post_events(request: Request) -> Response:
         client = request.client.host if request.client else "?"
@@ -257,23 +308,39 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
             return JSONResponse({"error": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
         bearer = "authorization" in request.headers
-        if bearer and (problem := credentials.check(request.headers, b"")) is not None:
-            return refused(problem)  # a token is judged before the body is read
+        if bearer or SIGNATURE_HEADER.lower() not in request.headers:
+            if (problem := credentials.check(request.headers, b"")) is not None:
+                return refused(problem)  # a token, or no credentials at all: judged before the body is read
         try:
             body = await read_body(request)
         except TooLarge:
             log.warning("POST /events from {} refused: body over {} bytes", client, cfg.max_body)
             return JSONResponse({"error": f"body larger than {_size(cfg.max_body)} (http.max_body); "
                                           "send fewer events per request"}, status_code=413)
+        except asyncio.TimeoutError:
+            return slow(client, "POST /events")
         except ClientDisconnect:
             return Response(status_code=400)
         if not bearer and (problem := credentials.check(request.headers, body)) is not None:
             return refused(problem)  # a signature needs the body
-        items = split_body(body)
+        try:
+            items = split_body(body)
+        except NotUtf8Body as exc:
+            log.warning("POST /events from {} refused (400): {}", client, exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
         if not items:
             return JSONResponse({"error": "empty body: send one JSON event, a JSON array of events, or JSON lines"},
                                 status_code=400)
-        result = await run_in_threadpool(intake.take, items, f"http:{client}")
+        if len(items) > MAX_EVENTS:
+            log.warning("POST /events from {} refused (413): {} events", client, len(items))
+            return JSONResponse({"error": f"{len(items)} events in one request; send at most {MAX_EVENTS:,} "
+                                          "per request"}, status_code=413)
+        try:
+            result = await run_in_threadpool(intake.take, items, f"http:{client}")
+        except StoreUnavailable:
+            log.error("POST /events from {}: the database does not answer; nothing stored (503)", client)
+            return JSONResponse({"error": "the database does not answer; nothing was stored: send again later"},
+                                status_code=503, headers={"Retry-After": "5"})
         if result["rejected"]:
             shown = "; ".join(f"line {r['line']}: {r['reason']}" for r in result["rejected"][:3])
             log.warning("POST /events from {}: {} rejected ({}), {} stored", client, len(result["rejected"]),
@@ -289,14 +356,20 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
         client = request.client.host if request.client else "?"
         if not credentials.configured:
             return JSONResponse({"code": 1, "msg": f"set {cfg.token_env} or {cfg.hmac_env}"}, status_code=503)
-        try:
-            body = await read_body(request)
-        except TooLarge:
-            return JSONResponse({"code": 1, "msg": "body too large"}, status_code=413)
         headers = dict(request.headers)
         token = request.query_params.get("token")
         if token is not None and "authorization" not in headers:
             headers["authorization"] = f"Bearer {token}"
+        if "authorization" in headers or SIGNATURE_HEADER.lower() not in headers:
+            if (problem := credentials.check(headers, b"")) is not None:  # before the body is read
+                log.warning("POST /sms/replies from {} refused (401): {}", client, problem)
+                return JSONResponse({"code": 1, "msg": problem}, status_code=401)
+        try:
+            body = await read_body(request)
+        except TooLarge:
+            return JSONResponse({"code": 1, "msg": "body too large"}, status_code=413)
+        except asyncio.TimeoutError:
+            return slow(client, "POST /sms/replies")
         problem = credentials.check(headers, body)
         if problem is not None:
             log.warning("POST /sms/replies from {} refused (401): {}", client, problem)

@@ -32,6 +32,7 @@ class IngestReport:
     scheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer id, due)
     suppressed: int = 0  # messages that lost to the dedup key
     failed: int = 0  # rules whose expressions failed on an event
+    rejected: list[tuple[Event, str]] = field(default_factory=list)  # events refused here, with why
 
     def add(self, other: "IngestReport") -> None:
         self.accepted += other.accepted
@@ -40,6 +41,7 @@ class IngestReport:
         self.scheduled.extend(other.scheduled)
         self.suppressed += other.suppressed
         self.failed += other.failed
+        self.rejected.extend(other.rejected)
 
 
 class Intake:
@@ -71,19 +73,41 @@ class Intake:
                 return self._batch(batch, now)
             except ConcurrentIngest as exc:
                 log.warning("batch of {} events raced another writer ({}); redoing it", len(batch), exc)
+            except Exception as exc:  # noqa: BLE001 - one event the database refuses must not lose the others
+                if not self.store.answers():
+                    raise  # the database is away: nothing can be stored, the caller says so
+                return self._isolate(batch, now, exc)
         return self._batch(batch, now)
+
+    def _isolate(self, batch: list[Event], now: datetime | None, exc: Exception) -> IngestReport:
+        """A batch the database refused though it answers: store its halves apart, down to
+        the one event that cannot be stored, which is rejected with the reason (and
+        logged, without its data)."""
+        if len(batch) == 1:
+            reason = f"could not be stored: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log.error("event {} rejected: {}", batch[0].id, reason)
+            return IngestReport(rejected=[(batch[0], reason)])
+        report = IngestReport()
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            report.add(self._batch_with_retry(half, now))
+        return report
 
     def _batch(self, batch: list[Event], now: datetime | None) -> IngestReport:
         report = IngestReport()
-        known = self.store.existing_event_ids(e.id for e in batch)
+        known = self.store.existing_events(e.id for e in batch)  # id -> its customer
         fresh: list[Event] = []
         for event in batch:
-            if event.id in known:
+            owner = known.get(event.id)
+            if owner is None:
+                known[event.id] = event.customer_id
+                fresh.append(event)
+            elif owner == event.customer_id:
                 report.duplicates += 1
                 report.duplicate_ids.append(event.id)
             else:
-                known.add(event.id)
-                fresh.append(event)
+                report.rejected.append((event, f"id: {event.id!r} is already the id of another customer's event "
+                                               f"(customer {owner}); each event needs its own id"))
         if not fresh:
             return report
         customers = self.store.customers_by_id(e.customer_id for e in fresh)

@@ -54,8 +54,26 @@ class _RuleErrors:
                                 value=self.count())
 
 
+class _Failing:
+    """Collector: how many times in a row each part of the daemon has failed."""
+
+    def __init__(self, failures: Callable[[], dict[str, int]]):
+        self.failures = failures
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        gauge = GaugeMetricFamily("engine_failures_in_a_row", "Consecutive failures of the dispatch pass, the "
+                                  "sweep, or one rule's sweep (0 once it succeeds again)", labels=["part"])
+        for part, n in sorted(self.failures().items()):
+            gauge.add_metric([part], n)
+        yield gauge
+
+
 class Metrics:
-    def __init__(self, store, now: Callable[[], datetime], rule_errors: Callable[[], int] | None = None):
+    def __init__(self, store, now: Callable[[], datetime], rule_errors: Callable[[], int] | None = None,
+                 failures: Callable[[], dict[str, int]] | None = None):
         self.registry = CollectorRegistry()
         self._events = Counter("engine_events", "Events received over HTTP, by outcome (accepted, duplicate, rejected)",
                                ["outcome"], registry=self.registry)
@@ -66,6 +84,8 @@ class Metrics:
         self.registry.register(_Queue(store, now))
         if rule_errors is not None:
             self.registry.register(_RuleErrors(rule_errors))
+        if failures is not None:
+            self.registry.register(_Failing(failures))
 
     def events(self, accepted: int, duplicates: int, rejected: int) -> None:
         for outcome, n in (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected)):

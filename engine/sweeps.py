@@ -50,6 +50,7 @@ AHEAD = timedelta(hours=1)  # how far past `now` a sweep enqueues (the dry-run s
 class SweepReport:
     enqueued: dict[str, int] = field(default_factory=dict)  # rule id -> messages enqueued
     failed: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # rule id -> why its sweep failed (the others went on)
     scheduled: list[tuple[str, datetime]] = field(default_factory=list)  # (customer, due)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -79,23 +80,30 @@ class Sweeper:
             start = covered.get(rule.id) or now
             if end <= start:
                 continue
-            began = _time.perf_counter()
-            early = _Early()  # what a broadcast enqueued page by page
-            rows, failures = self._plan(rule, start, end, now, early)
-            seconds = _time.perf_counter() - began
-            if failures:  # one record per sweep, not one per customer
-                first = failures[0]
-                if len(failures) > 1:
-                    first["detail"] += f" (and {len(failures) - 1} more customers)"
-                log.error("{}", first["detail"])
-                failures = [first]
-            written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds) + early.written
-            report.enqueued[rule.id] = written
-            report.failed += len(failures)
-            report.seconds[rule.id] = seconds
-            report.scheduled.extend(early.scheduled)  # the dry-run decides each before its customer's next event
-            report.scheduled.extend((r["customer_id"], r["due_at"]) for r in rows)
+            try:
+                self._sweep(rule, start, end, now, report)
+            except Exception as exc:  # noqa: BLE001 - one rule's sweep fails; the others go on
+                log.exception("sweep of rule {} failed; it is tried again at the next sweep", rule.id)
+                report.errors[rule.id] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
         return report
+
+    def _sweep(self, rule: Rule, start: datetime, end: datetime, now: datetime, report: SweepReport) -> None:
+        began = _time.perf_counter()
+        early = _Early()  # what a broadcast enqueued page by page
+        rows, failures = self._plan(rule, start, end, now, early)
+        seconds = _time.perf_counter() - began
+        if failures:  # one record per sweep, not one per customer
+            first = failures[0]
+            if len(failures) > 1:
+                first["detail"] += f" (and {len(failures) - 1} more customers)"
+            log.error("{}", first["detail"])
+            failures = [first]
+        written = self.store.write_sweep(rule.id, end, now, rows, failures, seconds) + early.written
+        report.enqueued[rule.id] = written
+        report.failed += len(failures)
+        report.seconds[rule.id] = seconds
+        report.scheduled.extend(early.scheduled)  # the dry-run decides each before its customer's next event
+        report.scheduled.extend((r["customer_id"], r["due_at"]) for r in rows)
 
     def next_moment(self, after: datetime) -> datetime | None:
         """The earliest moment after `after` at which a calendar rule may enqueue something,

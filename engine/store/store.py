@@ -44,7 +44,9 @@ class Store:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not throwaway)
+        # hide_parameters: a database error never shows the values of a statement (phone
+        # numbers, emails) in an exception or a log line
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not throwaway, hide_parameters=True)
         self.dialect = self.engine.dialect.name
         self._bulk_writes: dict[str, dialect.BulkWrite] | None = None
         self._readers: dict[str, dialect.BulkRead] = {}
@@ -95,13 +97,27 @@ class Store:
 
     def existing_event_ids(self, ids: Iterable[str]) -> set[str]:
         """Only the ids: the payloads of known events are not needed (nor decoded)."""
+        return set(self.existing_events(ids))
+
+    def existing_events(self, ids: Iterable[str]) -> dict[str, str]:
+        """The stored events among these ids: id -> its customer's id."""
         ids = list(dict.fromkeys(i for i in ids if i is not None))
-        found: set[str] = set()
+        found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
-                found.update(r[0] for r in conn.execute(select(events.c.id).where(events.c.id.in_(chunk))))
+                found.update((r[0], r[1]) for r in conn.execute(select(events.c.id, events.c.customer_id)
+                                                                .where(events.c.id.in_(chunk))))
         return found
+
+    def answers(self) -> bool:
+        """Whether the database answers a trivial query now."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure means: it does not
+            return False
 
     def customers_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
         return {r["id"]: r for r in self._by_ids(customers, customers.c.id, ids)}
@@ -494,14 +510,38 @@ class GateTransaction:
         self.updates: list[dict] = []
         self.log: list[dict] = []
 
-    def customers_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
-        return {r["id"]: r for r in self.store._by_ids(customers, customers.c.id, ids, self.conn)}
+    def customers_by_id(self, ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, str]]:
+        """The rows by id, and why each row that cannot be read could not (see _each)."""
+        return self._each(lambda part: {r["id"]: r for r in self.store._by_ids(customers, customers.c.id, part,
+                                                                              self.conn)}, ids)
 
-    def orders_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
-        return {r["id"]: r for r in self.store._by_ids(orders, orders.c.id, ids, self.conn)}
+    def orders_by_id(self, ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, str]]:
+        return self._each(lambda part: {r["id"]: r for r in self.store._by_ids(orders, orders.c.id, part,
+                                                                              self.conn)}, ids)
 
-    def event_data_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
-        return self.store._event_data(self.conn, ids)
+    def event_data_by_id(self, ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, str]]:
+        return self._each(lambda part: self.store._event_data(self.conn, part), ids)
+
+    def _each(self, read, ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, str]]:
+        """Read rows together; when that fails (a stored value one database cannot read
+        back: a message must fail alone, not the whole queue), read them one by one,
+        each in its own savepoint, and say why each failing one failed."""
+        ids = list(dict.fromkeys(i for i in ids if i is not None))
+        if not ids:
+            return {}, {}
+        try:
+            with self.conn.begin_nested():
+                return read(ids), {}
+        except Exception:  # noqa: BLE001 - which row is at fault is found below
+            pass
+        rows, errors = {}, {}
+        for one in ids:
+            try:
+                with self.conn.begin_nested():
+                    rows.update(read([one]))
+            except Exception as exc:  # noqa: BLE001 - reported on the message that needs the row
+                errors[one] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return rows, errors
 
     def read_ledger(self, customer_ids: list[str], since: datetime, rule_since: dict[str, datetime]) -> None:
         """Lock the customers (PostgreSQL, in id order so two dispatchers never deadlock;
