@@ -4,6 +4,7 @@ Relative paths (SQLite file, file-channel outboxes) are relative to the config f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -136,11 +137,11 @@ def load_config(path: Path) -> Config:
 
 
 def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[str, str],
-                  fields: Fields | None = None) -> dict[str, str]:
+                  fields: Fields | None = None, *, loops: bool = True) -> dict[str, str]:
     """Named conditions from config.yaml or a rules file's `segments:` (such as high_quality:
     "customer.orders >= 1 and not customer.had_bad_review"), checked for syntax and for
     the fields they read; a name already in `known` (name -> where it is defined) is an
-    error."""
+    error; so are segments that use each other in a loop (`loops`)."""
     from engine.errors import ExpressionError  # noqa: PLC0415
     from engine.templates import Templates  # noqa: PLC0415 - templates import config's peers
 
@@ -172,7 +173,43 @@ def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[s
             problems.append(lines.problem(path, message))
         if not unknown:
             out[str(name)] = source
+    cycle = segment_cycle(out) if loops else None  # (the rules files' are looked for all together)
+    if cycle:
+        problems.append(lines.problem(("segments", cycle[0]), cycle_message(cycle)))
     return out
+
+
+_SEGMENT_USE = re.compile(r"""\bsegment\(\s*['"]([^'"]+)['"]\s*\)""")
+
+
+def segment_cycle(sources: dict[str, str]) -> list[str] | None:
+    """The first loop of segments using each other (a -> b -> a), or None."""
+    uses = {name: [u for u in _SEGMENT_USE.findall(source) if u in sources] for name, source in sources.items()}
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(name: str, path: list[str]) -> list[str] | None:
+        state[name] = 1
+        for used in uses[name]:
+            if state.get(used) == 1:
+                return path[path.index(used):] + [used]
+            if used not in state:
+                found = walk(used, path + [used])
+                if found:
+                    return found
+        state[name] = 2
+        return None
+
+    for name in sources:
+        if name not in state:
+            found = walk(name, [name])
+            if found:
+                return found
+    return None
+
+
+def cycle_message(cycle: list[str]) -> str:
+    return (f"segments use each other in a loop: {' → '.join(cycle)}; a segment cannot use itself, directly or "
+            "through others")
 
 
 def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:

@@ -10,6 +10,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+$")
 
 HINT = "write a number and a unit: 30s, 30m, 2h, 3d, 1w (or combined, like 1d12h)"
+MAX_SECONDS = 3650 * 86400  # ten years: any wait, expiry, cooldown, window or offset (README "Limits")
 
 
 def parse_duration(text) -> timedelta:
@@ -21,6 +22,8 @@ def parse_duration(text) -> timedelta:
     if not _WHOLE.match(text):
         raise ValueError(f"bad duration {text!r}; {HINT}")
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"bad duration {text!r}: longer than 10 years (3650d), the longest the engine takes")
     return timedelta(seconds=seconds)
 
 

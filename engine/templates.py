@@ -19,14 +19,18 @@ from zoneinfo import ZoneInfo
 import jinja2
 from jinja2 import meta
 from jinja2.loaders import split_template_path
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.budget import OverBudget, limited
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
 from engine.fields import Fields
 from engine.textfile import NotUtf8, decode
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
+MAX_NUMBER = 10 ** 15  # the largest number an expression may write (as intake accepts in events)
+EVALUATION_SECONDS = 1.0  # the time budget of one condition or one message's template (README "Limits")
 EXPRESSION_NAMES = ("customer", "order", "event", "data", "now", "shop")
 SMS_SINGLE, SMS_PART = 70, 67
 
@@ -164,6 +168,43 @@ class _Sandbox(SandboxedEnvironment):
     names starting with '_', so the sandbox's per-access safety checks have nothing to
     find there. Every other object still goes through them."""
 
+    # Bounds on what one step may build, so that neither `check` (Jinja folds constants
+    # when it compiles) nor a message can take the machine's memory: texts and lists of
+    # at most MAX_SIZE items, powers of at most MAX_POWER_BITS bits, padding and widths
+    # of at most MAX_WIDTH. (A time budget covers the rest: engine.budget.)
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_SIZE:
+                    raise SecurityError(f"repeating that would make {len(seq) * n:,} items; at most {MAX_SIZE:,}")
+        elif operator == "**":
+            if (isinstance(left, (int, float)) and isinstance(right, (int, float)) and abs(left) > 1
+                    and right * math.log2(abs(left)) > MAX_POWER_BITS):
+                raise SecurityError("a power that large is not allowed")
+        elif operator == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) \
+                    and len(left) + len(right) > MAX_SIZE:
+                raise SecurityError(f"joining those would make more than {MAX_SIZE:,} items")
+        elif operator == "%" and isinstance(left, str):
+            _check_widths(left)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
+        if getattr(__obj, "__self__", None).__class__ is str and getattr(__obj, "__name__", "") in _PADDING:
+            if __obj.__name__ in ("format", "format_map"):
+                _check_widths(__obj.__self__)
+            elif any(isinstance(a, int) and a > MAX_WIDTH for a in args):
+                raise SecurityError(f"str.{__obj.__name__} wider than {MAX_WIDTH:,} characters is not allowed")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value):
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:  # '{:>999999999}'.format(x): the format string is known here
+            _check_widths(value.__self__)
+        return wrapped
+
     def getattr(self, obj, attribute):
         if type(obj) in FAST_RECORDS and type(attribute) is str and not attribute.startswith("_"):
             try:
@@ -171,6 +212,33 @@ class _Sandbox(SandboxedEnvironment):
             except AttributeError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+
+MAX_SIZE = 100_000  # characters of a text, items of a list, built in one step
+MAX_WIDTH = 1_000  # padding and widths: center, indent, ljust, '%10s'
+MAX_POWER_BITS = 4_096
+_PADDING = ("center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map")
+_WIDTH = re.compile(r"[%:][^a-zA-Z%{}]*?(\d{4,})")
+
+
+def _check_widths(fmt: str) -> None:
+    """Refuse a %-format or str.format spec that pads to more than MAX_WIDTH."""
+    for width in _WIDTH.findall(fmt):
+        if int(width) > MAX_WIDTH:
+            raise SecurityError(f"a width of {int(width):,} characters is not allowed (at most {MAX_WIDTH:,})")
+
+
+def _capped(filter_func, name: str, *positions: int):
+    """A builtin filter whose width arguments (by position after the value) are capped."""
+    def capped(value, *args, **kwargs):
+        for i in positions:
+            if i < len(args) and isinstance(args[i], int) and args[i] > MAX_WIDTH:
+                raise SecurityError(f"{name} wider than {MAX_WIDTH:,} characters is not allowed")
+        if isinstance(kwargs.get("width"), int) and kwargs["width"] > MAX_WIDTH:
+            raise SecurityError(f"{name} wider than {MAX_WIDTH:,} characters is not allowed")
+        return filter_func(value, *args, **kwargs)
+    capped.__name__ = name
+    return capped
 
 
 class _Utf8Loader(jinja2.FileSystemLoader):
@@ -214,6 +282,29 @@ def _syntax_reason(source: str, reason: str) -> str:
     if re.search(r"!(?!=)", source):
         return f"{reason}; write `not` instead of `!`"
     return reason
+
+
+def _sized(filter_func, name: str):
+    """A builtin filter whose result is refused beyond MAX_SIZE (a join of 100,000 texts,
+    the list of a long text's characters)."""
+    def sized(*args, **kwargs):
+        if name == "list" and args and isinstance(args[-1], str) and len(args[-1]) > MAX_SIZE:
+            raise SecurityError(f"a list of more than {MAX_SIZE:,} items is not allowed")
+        result = filter_func(*args, **kwargs)
+        if isinstance(result, (str, list)) and len(result) > MAX_SIZE:
+            raise SecurityError(f"{name} would make more than {MAX_SIZE:,} items; that is not allowed")
+        return result
+    for attribute in ("jinja_pass_arg",):  # join takes the eval context: keep how Jinja passes it
+        if hasattr(filter_func, attribute):
+            setattr(sized, attribute, getattr(filter_func, attribute))
+    sized.__name__ = name
+    return sized
+
+
+def _format(value, *args, **kwargs) -> str:
+    """The `format` filter ('%s, %s' | format(a, b)), with its widths capped."""
+    _check_widths(str(value))
+    return jinja2.filters.do_format(value, *args, **kwargs)
 
 
 def _line_of(exc: Exception, tmpl: jinja2.Template) -> int | None:
@@ -269,6 +360,12 @@ class Templates:
         loader = _Utf8Loader(str(folder)) if folder else None
         env = _Sandbox(loader=loader, undefined=_Undefined, autoescape=False,
                        keep_trailing_newline=False, auto_reload=False, cache_size=-1)
+        del env.globals["lipsum"]  # a random-text generator: nothing a message needs, and unbounded
+        for name in ("center", "indent", "wordwrap", "truncate"):
+            env.filters[name] = _capped(env.filters[name], name, 0)
+        env.filters["format"] = _format
+        env.filters["join"] = _sized(env.filters["join"], "join")
+        env.filters["list"] = _sized(env.filters["list"], "list")
         env.filters["money"] = self._money
         env.filters["date"] = self._date
         env.filters["mask_phone"] = mask_phone
@@ -363,7 +460,10 @@ class Templates:
     def render(self, name: str, context: dict[str, Any]) -> str:
         tmpl = self.get(name)
         try:
-            return tmpl.render(context).strip()
+            with limited(EVALUATION_SECONDS):
+                return tmpl.render(context).strip()
+        except OverBudget:
+            raise TemplateError(name, f"took too long to render (over {EVALUATION_SECONDS:g} s); simplify it") from None
         except jinja2.UndefinedError as exc:
             raise TemplateError(name, exc.message or str(exc), _line_of(exc, tmpl)) from None
         except jinja2.exceptions.SecurityError as exc:
@@ -390,7 +490,13 @@ class Templates:
             template = self.env.compile_expression(source, undefined_to_none=False)._template
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(source, _syntax_reason(source, exc.message or "syntax error")) from None
-        used = meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
+        ast = self.env.parse("{{ " + source + " }}")
+        for const in ast.find_all(jinja2.nodes.Const):
+            value = const.value
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= MAX_NUMBER:
+                raise ExpressionError(source, f"the number {str(value)[:30]} is beyond ±10^15, more than any "
+                                              "order, count or day can be")
+        used = meta.find_undeclared_variables(ast)
         unknown = used - set(EXPRESSION_NAMES) - set(self.env.globals)
         if unknown:
             raise ExpressionError(source, f"unknown name {sorted(unknown)[0]!r}; "
@@ -400,13 +506,16 @@ class Templates:
 
         def evaluate(context: dict) -> Any:
             try:
-                runtime = context.runtime(env) if isinstance(context, Scope) else _runtime_context(env, context)
-                for _ in render(runtime):
-                    pass
-                value = runtime.vars["result"]
-                if isinstance(value, jinja2.Undefined):
-                    value._fail_with_undefined_error()
-                return value
+                with limited(EVALUATION_SECONDS):
+                    runtime = context.runtime(env) if isinstance(context, Scope) else _runtime_context(env, context)
+                    for _ in render(runtime):
+                        pass
+                    value = runtime.vars["result"]
+                    if isinstance(value, jinja2.Undefined):
+                        value._fail_with_undefined_error()
+                    return value
+            except OverBudget:
+                raise ExpressionError(source, f"took too long (over {EVALUATION_SECONDS:g} s); simplify it") from None
             except jinja2.UndefinedError as exc:
                 raise ExpressionError(source, exc.message or str(exc)) from None
             except Exception as exc:

@@ -134,7 +134,16 @@ def load_yaml(text: str, file: str, bool_key_hints: dict[str, str] | None = None
 
     `bool_key_hints` gives the fix for keys YAML 1.1 reads as booleans (on, yes, ...)."""
     builder = _Builder(file, bool_key_hints or {})
+    if len(text) > MAX_CHARS:
+        return None, builder.lines, [Problem(file, None, "", f"the file is {len(text):,} characters long; a rules or "
+                                             f"config file may be at most {MAX_CHARS:,} (split it)")]
     typed = _typing_problems(text, file)
+    try:
+        anchors = _anchors(text, file)
+    except yaml.YAMLError:
+        anchors = []  # a syntax error: compose below says where
+    if anchors:
+        return None, builder.lines, anchors
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -151,6 +160,23 @@ def load_yaml(text: str, file: str, bool_key_hints: dict[str, str] | None = None
         return None, builder.lines, typed
     value = builder.build(node, ())
     return (None if typed else value), builder.lines, typed + builder.problems
+
+
+MAX_CHARS = 1_000_000  # a rules or config file (README "Limits")
+
+
+def _anchors(text: str, file: str) -> list[Problem]:
+    """YAML anchors and aliases (&name, *name) are refused: a few hundred bytes of nested
+    aliases expand to gigabytes ("billion laughs"), and an alias to itself never ends.
+    The parser's events are read without building anything."""
+    out = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            out.append(Problem(file, event.start_mark.line + 1, "", f"YAML {kind}{event.anchor} is not allowed in "
+                                                                    "these files; write the value out in full"))
+            break
+    return out
 
 
 FULL_WIDTH = {"：": ":", "，": ",", "；": ";", "【": "[", "】": "]", "｛": "{", "｝": "}"}

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from engine.durations import HINT as DURATION_HINT, format_duration, parse_duration
+from engine.durations import format_duration, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
 from engine.events import STANDARD_TYPES
 from engine.limits import parse_window
@@ -70,7 +70,7 @@ def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
 def _define_file_segments(parsed: list, templates: Templates, problems: list[Problem]) -> None:
     """Add the `segments:` of rules files (e.g. rules/segments.yaml) to config.yaml's, before
     any rule is compiled, so every rule may use every segment."""
-    from engine.config import read_segments  # noqa: PLC0415 - config imports the rules' peers
+    from engine.config import cycle_message, read_segments, segment_cycle  # noqa: PLC0415 - config imports the rules' peers
 
     sources = dict(templates.config_segments)
     places = {name: "config.yaml" for name in sources}
@@ -78,10 +78,20 @@ def _define_file_segments(parsed: list, templates: Templates, problems: list[Pro
     for display, data, lines, _ in parsed:
         if not isinstance(data, dict) or data.get("segments") is None:
             continue
-        found = read_segments(data["segments"], templates.tz, lines, problems, places, templates.fields)
+        found = read_segments(data["segments"], templates.tz, lines, problems, places, templates.fields, loops=False)
         for name, source in found.items():
             sources[name] = source
             places[name] = f"{display}:{lines.line(('segments', name))}"
+        added = True
+    cycle = segment_cycle(sources)
+    templates.cyclic_segments = {}
+    if cycle:
+        place = places.get(cycle[0], "config.yaml")
+        file, _, line = place.rpartition(":") if place.rpartition(":")[2].isdigit() else (place, "", "")
+        problems.append(Problem(file, int(line) if line else None, f"segments.{cycle[0]}", cycle_message(cycle)))
+        templates.cyclic_segments = {name: cycle for name in cycle}
+        for name in set(cycle):
+            sources.pop(name, None)
         added = True
     if added:
         templates.define_segments(sources, places)
@@ -218,8 +228,8 @@ class _Validator:
             if key in item:
                 try:
                     durations[key] = parse_duration(item[key])
-                except ValueError:
-                    report((key,), f"bad duration {item[key]!r}; {DURATION_HINT}")
+                except ValueError as exc:
+                    report((key,), str(exc))
         if durations.get("wait") and durations.get("expires") and durations["wait"] > durations["expires"]:
             report(("expires",), f"expires {item['expires']} is shorter than wait {item['wait']}: expires counts from "
                                  "when the message is due (its event + wait), so it may still go "
@@ -257,11 +267,13 @@ class _Validator:
             unless.insert(0, Condition(source, self.templates.compile_expression(source)))
         if errors_before.count:
             return None
+        label = trigger.label if trigger is not None else when[0]
+        self._check_budget(item, {"if": conditions, "unless": unless, "send_at": [send_at] if send_at else []},
+                           when, label, report)
         if template_ok:
-            label = trigger.label if trigger is not None else when[0]
             self._check_sample(item["template"], when, label, report)
-            if errors_before.count:
-                return None
+        if errors_before.count:
+            return None
         return Rule(trigger=trigger, id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
                     when=when, channel=channel, template=item["template"], once_per=once_per,
                     conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
@@ -286,7 +298,11 @@ class _Validator:
             for message in self.templates.unknown_fields(source):
                 report(key_path, message)
             for name in _SEGMENT_CALL.findall(source):
-                if name not in self.templates.segments:
+                cycle = getattr(self.templates, "cyclic_segments", {}).get(name)
+                if cycle:
+                    report(key_path, f"segment {name!r} is part of a loop of segments ({' → '.join(cycle)}); "
+                                     "break the loop")
+                elif name not in self.templates.segments:
                     known = list(self.templates.segments)
                     report(key_path, f"unknown segment {name!r}{did_you_mean(name, known)}; segments "
                                      f"(config.yaml or a rules file's segments:): {', '.join(known) or '(none)'}")
@@ -330,6 +346,24 @@ class _Validator:
             shown = _display(self.templates.folder / name, None)
             where = f"{shown}:{exc.line}" if exc.line else shown
             report(("template",), f"{where}: fails for sample data, so it would fail every message: {exc.reason}")
+
+
+    def _check_budget(self, item: dict, compiled: dict[str, list[Condition]], when: tuple[str, ...], label: str,
+                      report) -> None:
+        """Evaluate each condition once for sample data: one that runs past its time budget
+        or builds something too large would do so for every message. (Other failures are
+        left to the real data: a declared custom field has only a placeholder here.)"""
+        context = sample_context(when, label, self.templates.fields, self.templates.shop, self.templates.tz)
+        for key, conditions in compiled.items():
+            for i, condition in enumerate(conditions):
+                if condition is None:
+                    continue
+                try:
+                    condition.evaluate(context)
+                except ExpressionError as exc:
+                    if "took too long" in exc.reason or exc.reason.startswith("SecurityError"):
+                        where = (key,) if isinstance(item.get(key), str) else (key, i)
+                        report(where, exc.reason)
 
 
 class _ErrorCounter:

@@ -136,7 +136,14 @@ class _Translator:
 
     def days_since(self, op: str, days: float) -> Predicate | None:
         """(now - last_order_at).days <op> days, as a range of last_order_at; a customer
-        who never ordered has no value (the expression fails for them, SQL drops them)."""
+        who never ordered has no value (the expression fails for them, SQL drops them).
+        A number of days no calendar reaches is left to Python (unknown), never an error."""
+        try:
+            return self._days_since(op, days)
+        except (OverflowError, ValueError):
+            return None
+
+    def _days_since(self, op: str, days: float) -> Predicate | None:
         if not float(days).is_integer():
             return None
         days = int(days)
