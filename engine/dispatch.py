@@ -21,6 +21,7 @@ from engine.channels import Channel, Outbound, SendError
 from engine.config import RetryConfig
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
+from engine.events import mask_contact
 from engine.durations import format_duration
 from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
 from engine.pacing import PACE_AHEAD, Schedule, SendPace
@@ -454,6 +455,7 @@ class Dispatcher:
                 decision = Decision("sent", body=body)
                 self.health.succeeded(r.channel.name)
             except SendError as exc:
+                exc.reason = mask_contact(exc.reason)  # a provider's error may name the recipient
                 decision = self._failed(message, at, r.channel.name, exc)
                 unreserve.append(message["id"])
             except Exception as exc:  # noqa: BLE001 - a channel's bug or odd data: this message fails, visibly

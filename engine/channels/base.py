@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.errors import EventError
+from engine.events import normalise_email, normalise_phone
 from engine.yamlfile import is_env_name
 
 
@@ -102,7 +104,12 @@ class Channel:
         if self.contact is None:
             return customer.get("id")
         value = customer.get(self.contact)
-        return str(value) if value not in (None, "") else None
+        if value in (None, ""):
+            return None
+        try:  # one valid address, as intake keeps them (a row stored before it checked may hold a list)
+            return normalise_phone(str(value)) if self.contact == "phone" else normalise_email(str(value))
+        except EventError:
+            return None
 
     def send(self, message: Outbound) -> None:
         raise NotImplementedError
