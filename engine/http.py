@@ -96,10 +96,15 @@ def split_body(body: bytes) -> list[Item]:
 
 
 def _raw(value) -> str:
-    """An array item as text for the rejected_events table (a refused number as null)."""
+    """An array item as text for the rejected_events table (a refused number as null;
+    a text the database could not store, an unpaired surrogate, escaped)."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=lambda _invalid: None)
-    except ValueError:  # nesting deeper than json.dumps goes
+        text = json.dumps(value, ensure_ascii=False, default=lambda _invalid: None)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(value, default=lambda _invalid: None)
+    except (ValueError, RecursionError):  # nesting deeper than json.dumps goes
         return "(nested too deep to show)"
 
 
