@@ -6,6 +6,7 @@ clear rejection or error for the bad one, and the rest goes on."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from engine.app import Engine, load_project
+from engine.clock import SystemClock
 from engine.events import parse_event
 from engine.store.tables import customers
 from tests.conftest import ROOT, recording_channels
@@ -392,3 +394,81 @@ def test_repeated_dispatch_failures_make_health_degraded_until_it_works_again(en
     assert recorded == degraded["failing"]
     assert daemon.health()["status"] == "ok" and "failing" not in daemon.health()
     assert engine.store.daemon_state()["daemon"]["failing"] == []
+
+
+# ---- the real daemon --------------------------------------------------------------------
+
+def test_the_daemon_keeps_sending_after_poison_posted_to_it_and_poison_already_stored(tmp_path, db_url):
+    """The security pass's first finding, as it happened: one poisoned order.paid posted to
+    the running daemon (and, for good measure, a row an older version stored that cannot
+    be read back) stopped every delivery. Now the poison is refused or fails alone, and an
+    unrelated shipping notice arrives."""
+    import os
+    import signal
+    import urllib.request
+
+    from engine.store import Store  # noqa: PLC0415
+    from tests.localhttp import Sink
+    from tests.test_burst import project as burst_project
+    from tests.test_daemon import free_port
+
+    sink = Sink()
+    try:
+        config = burst_project(tmp_path, db_url, sink)
+        port = free_port()
+        config.write_text(config.read_text(encoding="utf-8").replace("http: false", f"http:\n  listen: "
+                                                                     f"127.0.0.1:{port}"), encoding="utf-8")
+        now = datetime.now(timezone.utc) - timedelta(minutes=1)
+        stored = Store(db_url)
+        project = load_project(config, tmp_path / "rules", tmp_path / "templates")
+        tz = project.config.timezone
+        Engine(project, stored, {}, SystemClock()).ingest(
+            [parse_event({"id": "old", "type": "order.shipped", "time": now.isoformat(),
+                          "customer": {"id": "c-old", "phone": "13900000000"}, "order": {"id": "o-old"}}, tz)])
+        poison_event_row(stored, "old")
+        stored.close()
+        log = tmp_path / "daemon.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen([sys.executable, "run.py", "daemon", "--config", str(config)], cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "ENGINE_TOKEN": TOKEN})
+        try:
+            deadline = time.monotonic() + 30
+            while "[daemon] running" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            poison = ('{"id": "p-1", "type": "order.paid", "time": "%s", "customer": {"id": "c-9"}, '
+                      '"order": {"id": "o-9", "amount": Infinity}}\n' % now.isoformat())
+            poison += ('{"id": "p-2", "type": "order.shipped", "time": "%s", "customer": {"id": "c-8", "phone": '
+                       '"13800000008"}, "order": {"id": "o-8"}, "data": {"carrier": "SF\\u0000"}}\n' % now.isoformat())
+            good = line({"id": "g-1", "type": "order.shipped", "time": now.isoformat(),
+                         "customer": {"id": "c-1", "phone": "13800000001"}, "order": {"id": "o-1"}}) + "\n"
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/events", data=(poison + good).encode(),
+                                             method="POST", headers={"Authorization": f"Bearer {TOKEN}"})
+            try:
+                urllib.request.urlopen(request, timeout=30)
+                status, answer = 202, None
+            except urllib.error.HTTPError as exc:
+                status, answer = exc.code, json.loads(exc.read())
+            while not any(body["to"] == "13800000001" for _, _, body in sink.arrivals) \
+                    and time.monotonic() < deadline + 30:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:
+                health = json.loads(resp.read())
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        check = Store(db_url, create=False)
+        try:
+            old = [r for r in check.rows("message_log") if r["order_id"] == "o-old"]
+        finally:
+            check.close()
+    finally:
+        sink.close()
+
+    assert status == 400 and answer["accepted"] == ["g-1"]
+    assert [r["line"] for r in answer["rejected"]] == [1, 2]
+    assert [body["to"] for _, _, body in sink.arrivals] == ["13800000001"]  # the good one, and only it
+    assert [(r["outcome"], r["reason"]) for r in old] == [("failed", "engine_error")]
+    assert health["status"] == "ok"  # one message failed alone: nothing is failing over and over
