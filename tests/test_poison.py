@@ -6,7 +6,6 @@ clear rejection or error for the bad one, and the rest goes on."""
 from __future__ import annotations
 
 import json
-import urllib.error
 import socket
 import subprocess
 import sys
