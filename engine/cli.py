@@ -265,7 +265,7 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
     from engine.context import build_context
     from engine.errors import ExpressionError
     from engine.store import Store
-    from engine.templates import mask_phone
+    from engine.contacts import mask_phone
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")
@@ -367,7 +367,7 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
       python run.py status --config config.yaml
     """
     from engine.store import Store
-    from engine.templates import mask_phone
+    from engine.contacts import mask_phone
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")

@@ -5,7 +5,7 @@ The daemon uses SystemClock; the dry-run and the tests use VirtualClock."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -52,3 +52,11 @@ def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("clock times must carry a time zone")
     return value.astimezone(timezone.utc)
+
+
+MINUTE = timedelta(minutes=1)
+
+
+def ceil_minute(t: datetime) -> datetime:
+    floor = t.replace(second=0, microsecond=0)
+    return floor if floor == t else floor + MINUTE

@@ -15,9 +15,8 @@ from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
 from engine.fields import Fields, read_fields
 from engine.http_config import HttpConfig, read_http
-from engine.limits import Limits
-from engine.limits_config import read_limits
-from engine.profile import ProfileConfig, read_profile
+from engine.limits import Limits, read_limits
+from engine.profile_config import ProfileConfig, read_profile
 from engine.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"

@@ -6,10 +6,11 @@ the shop's time zone (converted when read, so building a context costs almost no
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from engine.profile import CustomerRecord, ProfileConfig
-from engine.templates import Record, Scope
+from engine.profile_config import DEFAULT_PROFILE, ProfileConfig
+from engine.templates import FAST_RECORDS, Record, Scope
 
 
 def build_context(customer: dict, order: dict | None, event: dict, data: dict, shop: dict,
@@ -24,3 +25,98 @@ def build_context(customer: dict, order: dict | None, event: dict, data: dict, s
         "shop": Record(shop, "shop"),
         "now": now.astimezone(tz),
     })
+
+
+class CustomerRecord(Record):
+    """`customer` in rules and templates: the stored profile plus what is computed from
+    it at the moment of the decision."""
+
+    __slots__ = ("_now", "_profile")
+
+    def __init__(self, data: dict, extra: dict | None, tz: ZoneInfo | None, now: datetime,
+                 profile: ProfileConfig | None):
+        super().__init__(data, "customer", extra, tz)
+        self._now = now
+        self._profile = profile or DEFAULT_PROFILE
+
+    def _lookup(self, name: str) -> Any:
+        computed = _COMPUTED.get(name)
+        if computed is not None:
+            return computed(self)
+        if name in _HIDDEN:  # stored forms, read through the computed names
+            return None
+        return super()._lookup(name)
+
+    # computed fields ---------------------------------------------------------------------
+    def _orders(self) -> int:
+        return int(self._d.get("order_count") or 0)
+
+    def _spent(self) -> float:
+        return float(self._d.get("spent") or 0)
+
+    def _days_since_last_order(self) -> int | None:
+        last = self._d.get("last_order_at")
+        if last is None:
+            return None
+        return (self._now - last).days
+
+    def _ordered_today(self) -> bool:
+        """An order on today's date in the shop's (or the customer's record's) time zone."""
+        last = self._d.get("last_order_at")
+        if last is None:
+            return False
+        tz = self._tz
+        return (last.astimezone(tz) if tz else last).date() == (self._now.astimezone(tz) if tz else self._now).date()
+
+    def _stats(self) -> dict:
+        return self._d.get("stats") or {}
+
+    def _bought(self, sku) -> bool:
+        return str(sku) in self._stats().get("skus", ())
+
+    def _bought_category(self, category) -> bool:
+        return str(category) in self._stats().get("categories", ())
+
+    def _coupon_used(self, coupon_id) -> bool:
+        return bool(self._stats().get("coupons", {}).get(str(coupon_id), {}).get("used_at"))
+
+    def _tier_before(self, order) -> str | None:
+        """The tier without `order`'s payment: differs from `tier` when this order moved
+        the customer up (or, refunded, down)."""
+        d = order._d if isinstance(order, Record) else (order or {})
+        orders, spent = self._orders(), self._spent()
+        amount = float(d.get("amount") or 0)
+        if d.get("paid_at") is not None and d.get("refunded_at") is None:
+            orders, spent = max(0, orders - 1), max(0.0, round(spent - amount, 2))
+        elif d.get("paid_at") is not None:  # refunded: its amount left the spend (the order still counts)
+            spent = round(spent + amount, 2)
+        return self._profile.tier(orders, spent)
+
+    def _has_coupon(self, coupon_id) -> bool:
+        coupon = self._stats().get("coupons", {}).get(str(coupon_id))
+        return bool(coupon) and not coupon.get("used_at")
+
+
+def _rfm(r: CustomerRecord) -> dict[str, int]:
+    return r._profile.rfm(r._days_since_last_order(), r._orders(), r._spent())
+
+
+_COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
+    "orders": CustomerRecord._orders,
+    "spent": CustomerRecord._spent,
+    "aov": lambda r: round(r._spent() / r._orders(), 2) if r._orders() else 0.0,
+    "days_since_last_order": CustomerRecord._days_since_last_order,
+    "ordered_today": CustomerRecord._ordered_today,
+    "had_bad_review": lambda r: bool(r._stats().get("had_bad_review")),
+    "last_rating": lambda r: r._stats().get("last_rating"),
+    "tier": lambda r: r._profile.tier(r._orders(), r._spent()),
+    "tier_before": lambda r: r._tier_before,
+    "rfm": _rfm,
+    "bought": lambda r: r._bought,
+    "bought_category": lambda r: r._bought_category,
+    "coupon_used": lambda r: r._coupon_used,
+    "has_coupon": lambda r: r._has_coupon,
+    "coupons": lambda r: r._stats().get("coupons") or {},
+}
+_HIDDEN = frozenset(("order_count", "stats", "birthday_md"))
+FAST_RECORDS.add(CustomerRecord)

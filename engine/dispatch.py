@@ -21,14 +21,14 @@ from engine.channels import Channel, Outbound, SendError
 from engine.config import RetryConfig
 from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
-from engine.events import mask_contact
+from engine.contacts import mask_contact, mask_phone
 from engine.durations import format_duration
-from engine.gate import Candidate, Gate, Hold, ceil_minute, ledger_row
+from engine.clock import ceil_minute
+from engine.gate import Candidate, Gate, Hold, ledger_row
 from engine.pacing import PACE_AHEAD, Schedule, SendPace
-from engine.profile import ProfileConfig
+from engine.profile_config import ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.sms import SmsStyle
-from engine.templates import mask_phone
 from engine.state import new_customer
 from engine.store import Store
 

@@ -13,25 +13,9 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from engine.contacts import normalise_email, normalise_phone
 from engine.errors import EventError
 
-STANDARD_TYPES = (
-    "order.created",
-    "order.paid",
-    "order.shipped",
-    "order.out_for_delivery",
-    "order.signed",
-    "order.logistics_exception",
-    "order.completed",
-    "order.closed",
-    "order.reviewed",
-    "order.refund_requested",
-    "order.refunded",
-    "customer.updated",
-    "customer.unsubscribed",
-    "coupon.issued",
-    "coupon.used",
-)
 
 _CUSTOMER_STR = ("name", "phone", "email", "timezone", "nick")
 _ORDER_NUM = ("amount",)
@@ -48,9 +32,6 @@ AHEAD = timedelta(days=1)  # how far an event may be stamped after now (clocks d
 MAX_LENGTH = {"id": 200, "type": 100, "customer.id": 200, "order.id": 200, "customer.name": 200,
               "customer.nick": 200, "customer.email": 320, "customer.timezone": 64}
 _SUSPECT = re.compile(r"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # an escaped NUL or surrogate in JSON text
-_PHONE_NOISE = re.compile(r"[\s\-().]")
-_PHONE = re.compile(r"^\+?\d{5,15}$")
-_EMAIL = re.compile(r"^[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"'.]+$")
 
 
 class _Invalid:
@@ -138,39 +119,6 @@ def _text_problem(text: str, path: str) -> str | None:
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         return f"{path}: contains an unpaired surrogate (a broken \\uD8xx escape)"
     return None
-
-
-def normalise_phone(value: str) -> str:
-    """One phone number: spaces, dashes, dots and brackets dropped; a mainland number
-    given as +86 / 86 / 0086 keeps its 11 digits. EventError for anything else (two
-    numbers in one field, letters)."""
-    digits = _PHONE_NOISE.sub("", value)
-    for prefix in ("+86", "0086", "86"):
-        if digits.startswith(prefix) and len(digits) == 11 + len(prefix) and digits[len(prefix)] == "1":
-            digits = digits[len(prefix):]
-    if not _PHONE.match(digits):
-        several = any(sep in value for sep in ",;/|、，")
-        raise EventError(("holds more than one number; send one" if several else
-                          "is not a phone number (digits, optionally +country code)")
-                         + f": {mask_contact(value)}", "customer.phone")
-    return digits
-
-
-def normalise_email(value: str) -> str:
-    text = value.strip()
-    if not _EMAIL.match(text):
-        several = any(sep in text for sep in ",;") or text.count("@") > 1
-        raise EventError(("holds more than one address; send one" if several else "is not an email address")
-                         + f": {mask_contact(text)}", "customer.email")
-    return text
-
-
-def mask_contact(value: str) -> str:
-    """A phone number or an address as a log line may show it: 138****0000, a***@x.com."""
-    text = str(value)
-    if "@" in text:
-        return re.sub(r"([^@\s,;]{1,2})[^@\s,;]*@", lambda m: m.group(1) + "***@", text)
-    return re.sub(r"\d{7,}", lambda m: m.group(0)[:3] + "*" * (len(m.group(0)) - 7) + m.group(0)[-4:], text)
 
 
 @dataclass(slots=True)

@@ -24,6 +24,25 @@ from dataclasses import dataclass, field
 
 from jinja2 import nodes
 
+# The canonical event types (any other type is allowed: a shop's own).
+STANDARD_TYPES = (
+    "order.created",
+    "order.paid",
+    "order.shipped",
+    "order.out_for_delivery",
+    "order.signed",
+    "order.logistics_exception",
+    "order.completed",
+    "order.closed",
+    "order.reviewed",
+    "order.refund_requested",
+    "order.refunded",
+    "customer.updated",
+    "customer.unsubscribed",
+    "coupon.issued",
+    "coupon.used",
+)
+
 # the type of each field: "value" (text, number, time...), "method" (customer.bought('SB-01')),
 # "any" (a mapping with keys of its own: customer.coupons), an object name, or "list:<object>"
 STAGES = ("created", "paid", "shipped", "out_for_delivery", "signed", "completed", "refund_requested", "refunded",

@@ -16,12 +16,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.clock import ceil_minute
 from engine.durations import format_duration
 from engine.limits import Cap, Limits
 from engine.rules.model import Rule
 from engine.windows import allowed_at, next_allowed
 
-MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,6 @@ class Candidate:
     rule: Rule
     customer: dict[str, Any]
     at: datetime  # when the decision is made
-
-
-def ceil_minute(t: datetime) -> datetime:
-    floor = t.replace(second=0, microsecond=0)
-    return floor if floor == t else floor + MINUTE
 
 
 class Gate:

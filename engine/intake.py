@@ -16,7 +16,8 @@ from engine.context import build_context
 from engine.events import Event
 from engine.rules.model import RuleSet
 from engine.schedule import message_row
-from engine.profile import OrderBefore, ProfileConfig, apply_profile
+from engine.profile import OrderBefore, apply_profile
+from engine.profile_config import ProfileConfig
 from engine.state import apply_customer, apply_order, new_customer, new_order, with_profile
 from engine.store import ConcurrentIngest, IngestWrite, Store
 from engine.triggers.events import Broken, match

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from engine.errors import ExpressionError
 from engine.events import Event
-from engine.gate import ceil_minute
+from engine.clock import ceil_minute
 from engine.rules.model import Rule
 
 

@@ -34,8 +34,8 @@ from loguru import logger
 
 from engine.context import build_context
 from engine.errors import ExpressionError
-from engine.gate import ceil_minute
-from engine.profile import DEFAULT_PROFILE, ProfileConfig
+from engine.clock import ceil_minute
+from engine.profile_config import DEFAULT_PROFILE, ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
 from engine.store.tables import encode_time

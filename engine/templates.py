@@ -23,6 +23,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.budget import OverBudget, limited
+from engine.contacts import mask_phone
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
 from engine.fields import Fields
@@ -334,14 +335,6 @@ def _to_datetime(value, tz: ZoneInfo) -> datetime:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=tz)
     raise TypeError(f"not a time: {value!r}")
-
-
-def mask_phone(value) -> str:
-    """13800000000 -> 138****0000 (also used for logs)."""
-    text = str(value or "")
-    if len(text) >= 7:
-        return text[:3] + "*" * (len(text) - 7) + text[-4:]
-    return "*" * len(text)
 
 
 def sms_segments(text: str, single: int = SMS_SINGLE, part: int = SMS_PART) -> int:

@@ -46,12 +46,6 @@ def format_path(path: tuple) -> str:
     return out
 
 
-def is_env_name(value) -> bool:
-    """Whether a config value names an environment variable (secrets are kept there,
-    never in config.yaml: settings ending in `_env` hold only the name)."""
-    return isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
-
-
 def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.errors import EventError
-from engine.events import STANDARD_TYPES, parse_event, parse_line
+from engine.events import parse_event, parse_line
+from engine.fields import STANDARD_TYPES
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

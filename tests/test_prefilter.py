@@ -13,7 +13,7 @@ import pytest
 
 from engine.context import build_context
 from engine.errors import ExpressionError
-from engine.profile import ProfileConfig, Tier
+from engine.profile_config import ProfileConfig, Tier
 from engine.state import new_customer
 from engine.store import IngestWrite
 from engine.store.tables import encode_time

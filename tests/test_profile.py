@@ -14,7 +14,8 @@ from engine.config import load_config
 from engine.context import build_context
 from engine.errors import ConfigError
 from engine.events import parse_event
-from engine.profile import ProfileConfig, Tier, birthday_md
+from engine.profile import birthday_md
+from engine.profile_config import ProfileConfig, Tier
 from engine.store import Store
 from engine.templates import Templates
 from tests.helpers import T0, created, event

@@ -16,7 +16,8 @@ from engine.context import build_context
 from engine.errors import ExpressionError, TemplateError
 from engine.events import parse_event
 from engine.state import apply_customer, apply_order, new_customer, new_order
-from engine.templates import Record, Templates, mask_phone, sms_segments
+from engine.contacts import mask_phone
+from engine.templates import Record, Templates, sms_segments
 from tests.conftest import ROOT
 from tests.helpers import created, event
 

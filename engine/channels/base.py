@@ -5,14 +5,20 @@ and one line in the registry (engine/channels/__init__.py)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import EventError
-from engine.events import normalise_email, normalise_phone
-from engine.yamlfile import is_env_name
+from engine.contacts import normalise_email, normalise_phone
+
+
+def is_env_name(value) -> bool:
+    """Whether a config value names an environment variable (secrets are kept there,
+    never in config.yaml: settings ending in `_env` hold only the name)."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from loguru import logger
 
 from engine.channels.base import Channel, Outbound
-from engine.templates import mask_phone
+from engine.contacts import mask_phone
 
 
 class LogChannel(Channel):

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from engine.durations import format_duration, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
-from engine.events import STANDARD_TYPES
+from engine.fields import STANDARD_TYPES
 from engine.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
 from engine.rules.sample import sample_context
