@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Timer, build_engine, pg_database, quiet, rate, shipped_project  # noqa: E402
 from bench.parts import ingest, parse  # noqa: E402
-from engine.dryrun import default_until  # noqa: E402
+from engine.dryrun.replay import default_until  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "pg-dispatchers"
 

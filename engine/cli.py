@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
-from engine import gcsetting, logs
+from engine import gcsetting
+from engine.daemon import logs
 from engine.app import Engine, Project, build_channels, load_project
 from engine.clock import SystemClock
 from engine.errors import ConfigError, EventError
-from engine.events import parse_time
+from engine.intake.events import parse_time
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_ERRORS, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
@@ -166,9 +167,9 @@ def dry_run(events_file, config_path, rules_dir, templates_dir, until, as_json, 
       python run.py dry-run --events examples/double11_week.jsonl --json | jq .outcome
       python run.py dry-run --events examples/double11_week.jsonl --fail-channel sms:0.5
     """
-    from engine import report
-    from engine.dryrun import UntilBeforeEvents, run_dry
-    from engine.sms import sms_channels
+    from engine.dryrun import report
+    from engine.dryrun.replay import UntilBeforeEvents, run_dry
+    from engine.rules.sms import sms_channels
 
     logs.setup("WARNING")
     project = _load(config_path, rules_dir, templates_dir)
@@ -221,7 +222,7 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
       python run.py ingest examples/double11_week.jsonl
       cat new_orders.jsonl | python run.py ingest -
     """
-    from engine.events import AHEAD, Rejected, read_events, rejected_later
+    from engine.intake.events import AHEAD, Rejected, read_events, rejected_later
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
@@ -262,7 +263,7 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
     Example:
       python run.py segment high_quality
     """
-    from engine.context import build_context
+    from engine.rules.context import build_context
     from engine.errors import ExpressionError
     from engine.store import Store
     from engine.contacts import mask_phone
@@ -321,10 +322,10 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     Example:
       ENGINE_TOKEN=s3cret python run.py daemon --config config.yaml
     """
-    from engine.daemon import Daemon
-    from engine.http import Credentials
-    from engine.reload import Reloader
-    from engine.server import ListenError
+    from engine.daemon.ticker import Daemon
+    from engine.daemon.http import Credentials
+    from engine.daemon.reload import Reloader
+    from engine.daemon.server import ListenError
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
@@ -445,7 +446,7 @@ def schema(which) -> None:
       python run.py schema config > config.schema.json
     """
     if which == "config":
-        from engine.config_schema import render_json_schema
+        from engine.config.schema import render_json_schema
     else:
         from engine.rules.schema import render_json_schema
 

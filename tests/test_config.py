@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.app import build_channels
-from engine.config import load_config
+from engine.config.loader import load_config
 from engine.errors import ConfigError
 from tests.conftest import ROOT
 

@@ -9,10 +9,10 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from engine.channels import REGISTRY
-from engine.config import TOP_KEYS, load_config
-from engine.config_schema import SCHEMA_FILE, json_schema, render_json_schema
+from engine.config.loader import TOP_KEYS, load_config
+from engine.config.schema import SCHEMA_FILE, json_schema, render_json_schema
 from engine.errors import ConfigError
-from engine.fields import DECLARABLE
+from engine.rules.fields import DECLARABLE
 from tests.conftest import ROOT
 
 SHIPPED = [ROOT / "config.yaml", ROOT / "examples" / "uci" / "config.yaml"]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from engine.app import Engine, load_project
-from engine.events import parse_event
+from engine.intake.events import parse_event
 from tests.conftest import recording_channels
 from tests.helpers import T0, created, event
 

@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli import main
 from engine.outcomes import REASONS
-from engine.report import JSON_FIELDS
+from engine.dryrun.report import JSON_FIELDS
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.errors import EventError
-from engine.events import parse_event, parse_line
-from engine.fields import STANDARD_TYPES
+from engine.intake.events import parse_event, parse_line
+from engine.rules.fields import STANDARD_TYPES
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.dryrun import run_dry
+from engine.dryrun.replay import run_dry
 from tests.conftest import ROOT
 
 SEASON = ROOT / "examples" / "season_2026.jsonl"

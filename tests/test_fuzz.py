@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.app import Engine, load_project
-from engine.events import parse_event
+from engine.intake.events import parse_event
 from tests.conftest import recording_channels
 from tests.helpers import T0, event
 from tests.test_http import ENV, Api

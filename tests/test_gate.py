@@ -22,8 +22,8 @@ import yaml
 from engine.app import Engine, load_project
 from engine.channels import Channel, Outbound, SendError
 from engine.clock import VirtualClock
-from engine.dryrun import run_dry
-from engine.events import Event, parse_event
+from engine.dryrun.replay import run_dry
+from engine.intake.events import Event, parse_event
 from tests.conftest import recording_channels
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -22,8 +22,8 @@ from sqlalchemy.exc import OperationalError
 
 from engine.app import Engine, Project, load_project
 from engine.clock import VirtualClock
-from engine.dispatch import DispatchReport
-from engine.events import parse_event
+from engine.delivery.dispatch import DispatchReport
+from engine.intake.events import parse_event
 from engine.store import Store
 from engine.store.tables import metadata
 from tests.conftest import recording_channels

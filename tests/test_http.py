@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 from loguru import logger
 
-from engine.http import build_app
-from engine.http_config import HttpConfig
-from engine.metrics import Metrics
-from engine.server import HttpServer, ListenError
+from engine.daemon.http import build_app
+from engine.config.http import HttpConfig
+from engine.daemon.metrics import Metrics
+from engine.daemon.server import HttpServer, ListenError
 from tests.helpers import created, event, jsonl
 
 TOKEN = "tok-3f9a2c77e1"

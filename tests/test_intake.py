@@ -9,8 +9,8 @@ import pytest
 
 from engine.app import Engine, load_project
 from engine.cli import _read_lines
-from engine.dryrun import read_events
-from engine.events import parse_event
+from engine.dryrun.replay import read_events
+from engine.intake.events import parse_event
 from tests.conftest import recording_channels
 from tests.helpers import T0, created, event, jsonl
 

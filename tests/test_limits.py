@@ -11,9 +11,9 @@ from textwrap import dedent
 
 import pytest
 
-from engine.config import load_config
+from engine.config.loader import load_config
 from engine.errors import ConfigError
-from engine.limits import Cap, DailyWindow, Rate, parse_cap, parse_rate, parse_window
+from engine.config.limits import Cap, DailyWindow, Rate, parse_cap, parse_rate, parse_window
 from tests.conftest import ROOT
 
 CAP_HINT = "write COUNT/WINDOW, such as 3/7d (at most 3 messages in any 7 days)"

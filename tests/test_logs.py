@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from engine import logs
+from engine.daemon import logs
 
 
 def test_json_logs_go_to_the_file_one_object_per_line(tmp_path, capsys):

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from engine.app import Engine, load_project
 from engine.clock import SystemClock
-from engine.events import parse_event
+from engine.intake.events import parse_event
 from engine.store.tables import customers
 from tests.conftest import ROOT, recording_channels
 from tests.helpers import T0, created, event, jsonl
@@ -150,7 +150,7 @@ def test_without_credentials_nothing_of_the_body_is_read(api, engine):
 
 
 def test_a_body_trickled_slowly_is_cut_off(api, engine, monkeypatch):
-    import engine.http as http
+    import engine.daemon.http as http
 
     monkeypatch.setattr(http, "BODY_SECONDS", 1)
     server = api()
@@ -329,7 +329,7 @@ def test_an_expression_over_its_budget_fails_that_message_and_the_others_go(work
         "map('center', 999)|map('length')|sum) < 0\"\n", encoding="utf-8")
     (workdir / "config.yaml").write_text((workdir / "config.yaml").read_text(encoding="utf-8")
                                          + "fields:\n  data: [slow]\n", encoding="utf-8")
-    import engine.templates as templates
+    import engine.rules.templates as templates
 
     project = load_project(workdir / "config.yaml", workdir / "rules", workdir / "templates")
     assert project.errors == []
@@ -367,7 +367,7 @@ def test_a_rule_that_breaks_its_sweep_fails_alone_and_the_other_calendar_rules_g
 
 
 def test_repeated_dispatch_failures_make_health_degraded_until_it_works_again(engine, monkeypatch, request):
-    from engine.daemon import FAILING_AFTER, Daemon
+    from engine.daemon.ticker import FAILING_AFTER, Daemon
 
     daemon = Daemon(engine, http=False)
     daemon.scheduler.start(paused=True)

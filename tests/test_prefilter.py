@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.context import build_context
+from engine.rules.context import build_context
 from engine.errors import ExpressionError
-from engine.profile_config import ProfileConfig, Tier
-from engine.state import new_customer
+from engine.config.profile import ProfileConfig, Tier
+from engine.intake.state import new_customer
 from engine.store import IngestWrite
 from engine.store.tables import encode_time
-from engine.sweeps import _parse_expression
-from engine.templates import Templates
+from engine.triggers.sweeps import _parse_expression
+from engine.rules.templates import Templates
 from engine.triggers.prefilter import customer_filter
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -103,8 +103,8 @@ def test_the_sql_keeps_every_customer_the_condition_accepts(store, customers, co
 
 def test_a_broadcast_sweep_reads_only_the_candidates_from_the_database(store, customers, monkeypatch):
     """The 11-11 broadcast to frequent customers asks the store for those customers only."""
-    from engine.rules import load_rules  # noqa: PLC0415
-    from engine.sweeps import Sweeper  # noqa: PLC0415
+    from engine.rules.loader import load_rules  # noqa: PLC0415
+    from engine.triggers.sweeps import Sweeper  # noqa: PLC0415
 
     seen = []
     pages = store.customer_pages

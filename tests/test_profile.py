@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine.config import load_config
-from engine.context import build_context
+from engine.config.loader import load_config
+from engine.rules.context import build_context
 from engine.errors import ConfigError
-from engine.events import parse_event
-from engine.profile import birthday_md
-from engine.profile_config import ProfileConfig, Tier
+from engine.intake.events import parse_event
+from engine.intake.profile import birthday_md
+from engine.config.profile import ProfileConfig, Tier
 from engine.store import Store
-from engine.templates import Templates
+from engine.rules.templates import Templates
 from tests.helpers import T0, created, event
 
 UTC = timezone.utc

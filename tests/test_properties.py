@@ -41,8 +41,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from engine.app import load_project
-from engine.dryrun import run_dry
-from engine.report import record
+from engine.dryrun.replay import run_dry
+from engine.dryrun.report import record
 
 SHOP_TZ = "Asia/Shanghai"
 SHOP_ZONE = ZoneInfo(SHOP_TZ)

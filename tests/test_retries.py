@@ -16,9 +16,9 @@ import yaml
 from engine.app import Engine, load_project
 from engine.channels import Channel, Outbound, SendError
 from engine.clock import VirtualClock
-from engine.config import RetryConfig
-from engine.dispatch import ChannelHealth, backoff
-from engine.events import parse_event
+from engine.config.loader import RetryConfig
+from engine.delivery.dispatch import ChannelHealth, backoff
+from engine.intake.events import parse_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 11, 10, 0, tzinfo=SHANGHAI)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from engine.app import load_project
 from engine.cli import main
-from engine.config import load_config
+from engine.config.loader import load_config
 from engine.errors import ConfigError
 from tests.conftest import ROOT
 from tests.helpers import created, event, jsonl

@@ -15,9 +15,9 @@ import yaml
 
 from engine.app import Engine, build_channels, load_project
 from engine.clock import VirtualClock
-from engine.dryrun import run_dry
-from engine.events import parse_event
-from engine.sms import sms_channels
+from engine.dryrun.replay import run_dry
+from engine.intake.events import parse_event
+from engine.rules.sms import sms_channels
 from tests.localhttp import LocalServer
 from tests.test_aliyun_sms import ENV, FakeAliyun
 

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.events import parse_event
-from engine.state import STAGES, apply_customer, apply_order, new_customer, new_order
+from engine.intake.events import parse_event
+from engine.intake.state import STAGES, apply_customer, apply_order, new_customer, new_order
 from tests.helpers import created, event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -15,9 +15,9 @@ import yaml
 
 from engine.app import Engine, load_project
 from engine.clock import VirtualClock
-from engine.dryrun import run_dry
-from engine.events import parse_event
-from engine.triggers.calendar import TriggerError, holiday_date, parse_trigger
+from engine.dryrun.replay import run_dry
+from engine.intake.events import parse_event
+from engine.rules.calendar import TriggerError, holiday_date, parse_trigger
 from tests.conftest import recording_channels
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -218,7 +218,7 @@ def test_a_broadcast_enqueues_page_by_page_and_a_crash_half_way_loses_and_repeat
     """Millions of matching customers must not be held in memory until the sweep ends: the
     messages are written a chunk at a time; if the sweep dies before it finishes, the next
     one covers the same moment again and skips the keys already taken."""
-    import engine.sweeps as sweeps
+    import engine.triggers.sweeps as sweeps
 
     broadcast = rule("d11", {"date": "11-11", "at": "14:00"}, "promo.j2", **{"if": "customer.orders >= 1"})
     engine = build([broadcast], at(2026, 11, 1, 0))
@@ -331,7 +331,7 @@ def test_the_dry_run_decides_a_broadcast_before_the_customers_next_event(build, 
     `unless` would see)."""
     import json
 
-    import engine.sweeps as sweeps
+    import engine.triggers.sweeps as sweeps
 
     monkeypatch.setattr(sweeps, "PAGE_WRITE", page_write)
     broadcast = rule("d11", {"date": "11-11", "at": "10:00"}, "promo.j2",

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.context import build_context
+from engine.rules.context import build_context
 from engine.errors import ExpressionError, TemplateError
-from engine.events import parse_event
-from engine.state import apply_customer, apply_order, new_customer, new_order
+from engine.intake.events import parse_event
+from engine.intake.state import apply_customer, apply_order, new_customer, new_order
 from engine.contacts import mask_phone
-from engine.templates import Record, Templates, sms_segments
+from engine.rules.templates import Record, Templates, sms_segments
 from tests.conftest import ROOT
 from tests.helpers import created, event
 
@@ -429,8 +429,8 @@ def _marketing_sms_templates(project) -> list[tuple[str, str]]:
 
 def test_every_shipped_marketing_sms_is_one_segment_with_signature_and_unsubscribe(project):
     """Short, polite, one billed SMS: 70 characters with 【山野户外】 and 回T退订 counted."""
-    from engine.sms import SmsStyle
-    from engine.templates import sms_segments
+    from engine.rules.sms import SmsStyle
+    from engine.rules.templates import sms_segments
 
     too_long = []
     templates = _marketing_sms_templates(project)

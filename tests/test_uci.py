@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.app import load_project
-from engine.dryrun import run_dry
+from engine.dryrun.replay import run_dry
 from tests.conftest import ROOT
 
 UCI = ROOT / "examples" / "uci"

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.limits import parse_window
-from engine.windows import allowed_at, next_allowed
+from engine.config.limits import parse_window
+from engine.delivery.windows import allowed_at, next_allowed
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -192,8 +192,8 @@ from datetime import timedelta  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from engine.gate import Gate  # noqa: E402
-from engine.limits import Limits  # noqa: E402
+from engine.delivery.gate import Gate  # noqa: E402
+from engine.config.limits import Limits  # noqa: E402
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,6 +1,2 @@
-"""Rules: the YAML format marketers write (schema), loading with line marks, the model."""
-
-from engine.rules.loader import load_rules
-from engine.rules.model import Condition, Rule, RuleSet
-
-__all__ = ["Condition", "Rule", "RuleSet", "load_rules"]
+"""Rules: the format marketers write (schema, fields), loading with line marks, the model,
+calendar triggers, templates and expressions, and what `check` tries on sample data."""

@@ -11,14 +11,14 @@ from typing import Iterable
 
 from engine.durations import format_duration, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
-from engine.fields import STANDARD_TYPES
-from engine.limits import parse_window
+from engine.rules.fields import STANDARD_TYPES
+from engine.config.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
 from engine.rules.sample import sample_context
-from engine.triggers.calendar import TriggerError, parse_trigger
+from engine.rules.calendar import TriggerError, parse_trigger
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
-from engine.templates import Templates
-from engine.yamlfile import (FULL_WIDTH, YAML11_BOOL_WORDS, Lines, did_you_mean, did_you_mean_name, format_path,
+from engine.rules.templates import Templates
+from engine.config.yamlfile import (FULL_WIDTH, YAML11_BOOL_WORDS, Lines, did_you_mean, did_you_mean_name, format_path,
                              load_yaml_file)
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts",
@@ -70,7 +70,7 @@ def load_rules(folder: Path, templates: Templates, channels: Iterable[str],
 def _define_file_segments(parsed: list, templates: Templates, problems: list[Problem]) -> None:
     """Add the `segments:` of rules files (e.g. rules/segments.yaml) to config.yaml's, before
     any rule is compiled, so every rule may use every segment."""
-    from engine.config import cycle_message, read_segments, segment_cycle  # noqa: PLC0415 - config imports the rules' peers
+    from engine.config.loader import cycle_message, read_segments, segment_cycle  # noqa: PLC0415 - config imports the rules' peers
 
     sources = dict(templates.config_segments)
     places = {name: "config.yaml" for name in sources}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
-from engine.limits import DailyWindow
+from engine.config.limits import DailyWindow
 
 Evaluator = Callable[[dict], Any]
 

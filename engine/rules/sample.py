@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from engine.context import build_context
-from engine.fields import KNOWN, STAGES, Fields
-from engine.templates import Scope
+from engine.rules.context import build_context
+from engine.rules.fields import KNOWN, STAGES, Fields
+from engine.rules.templates import Scope
 
 SAMPLE_TIME = datetime(2026, 11, 11, 2, 0, tzinfo=timezone.utc)
 _EARLIER = SAMPLE_TIME - timedelta(days=40)

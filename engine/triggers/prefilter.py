@@ -27,7 +27,7 @@ from typing import Callable
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 
-from engine.profile_config import ProfileConfig
+from engine.config.profile import ProfileConfig
 
 _OPS = {"eq": "=", "ne": "<>", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<="}
 _FLIP = {"gt": "lt", "gteq": "lteq", "lt": "gt", "lteq": "gteq", "eq": "eq", "ne": "ne"}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from engine.app import Engine, load_project
-from engine.events import parse_event
+from engine.intake.events import parse_event
 from tests.conftest import recording_channels
 from tests.helpers import T0, created, event
 

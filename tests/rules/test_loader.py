@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.app import load_project
-from engine.rules import RuleSet, load_rules
-from engine.templates import Templates
+from engine.rules.loader import load_rules
+from engine.rules.model import RuleSet
+from engine.rules.templates import Templates
 from tests.conftest import ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -869,7 +870,7 @@ def test_shipped_templates_folder_is_what_rules_are_checked_against(tmp_path):
 def test_a_rule_on_days_off_the_holiday_calendar_does_not_know_yet_is_a_warning(tmp_path, workdir):
     from datetime import date
 
-    from engine.triggers.calendar import days_off_known_until
+    from engine.rules.calendar import days_off_known_until
 
     (workdir / "rules" / "cny.yaml").write_text(
         "rules:\n  - id: cny-off\n    when: {holiday: 春节, day: first_day_off, offset: -3d}\n    channel: sms\n"

@@ -15,9 +15,9 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from engine.durations import parse_duration
-from engine.rules import load_rules
+from engine.rules.loader import load_rules
 from engine.rules.schema import FIELDS, SCHEMA_FILE, json_schema, render_json_schema
-from engine.templates import Templates
+from engine.rules.templates import Templates
 from tests.conftest import ROOT
 from tests.rules.test_loader import BROKEN
 

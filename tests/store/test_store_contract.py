@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from engine.state import new_customer
+from engine.intake.state import new_customer
 from engine.store import ConcurrentIngest, IngestWrite, Store
 from engine.store.tables import customers, events, messages
 
@@ -348,7 +348,7 @@ def test_bulk_writes_of_many_rows_keep_every_value_nulls_and_json_included(store
     assert found["c-5"]["name"] == "改名了"  # upserted on the id
     assert found["c-7"]["tags"] == ["vip", "回头客"] and found["c-7"]["stats"] == {"skus": ["SB-01"]}
 
-    from engine.state import new_order  # noqa: PLC0415
+    from engine.intake.state import new_order  # noqa: PLC0415
     orders = [{**new_order(f"o-{i}", "c-1"), "amount": 199 if i % 2 else 59.5, "updated_at": NOW} for i in range(10)]
     store.write_ingest(IngestWrite(orders=orders))  # amounts as JSON gives them: int and float mixed
     assert [store.orders_by_id([f"o-{i}"])[f"o-{i}"]["amount"] for i in (0, 1)] == [59.5, 199.0]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.events import Event
+from engine.intake.events import Event
 
 _BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{1,2})-(\d{1,2})$")
 

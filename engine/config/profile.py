@@ -66,7 +66,7 @@ def read_profile(raw, lines, problems: list) -> ProfileConfig:
             frequency: [2, 3, 5, 10]
             monetary: [100, 500, 1000, 3000]
     """
-    from engine.yamlfile import did_you_mean  # noqa: PLC0415 - keep this module light
+    from engine.config.yamlfile import did_you_mean  # noqa: PLC0415 - keep this module light
 
     config = ProfileConfig()
     if raw is None:

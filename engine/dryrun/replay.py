@@ -21,9 +21,9 @@ from engine.channels import Channel
 from engine.channels.recording import FailingRecordingChannel, RecordingChannel
 from engine.clock import VirtualClock
 from engine.errors import EngineError, EventError
-from engine.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
+from engine.intake.events import Event, Rejected, numbered_texts, parse_line, read_events  # noqa: F401 - re-exported
 from engine.store import Store
-from engine.sweeps import AHEAD
+from engine.triggers.sweeps import AHEAD
 
 BATCH = 2000
 

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.errors import ExpressionError
-from engine.events import Event
+from engine.intake.events import Event
 from engine.clock import ceil_minute
 from engine.rules.model import Rule
 

@@ -266,7 +266,7 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
 def _meant_holiday(value) -> str:
     """The festival a name means: a synonym (double_eleven -> singles_day), else a close
     spelling (mid_autum_festival), else nothing."""
-    from engine.yamlfile import did_you_mean  # noqa: PLC0415
+    from engine.config.yamlfile import did_you_mean  # noqa: PLC0415
 
     key = re.sub(r"[\s\-.']+", "_", str(value).strip().lower())
     if key in SYNONYMS:

@@ -174,7 +174,7 @@ def _path(node: nodes.Node) -> str:
 def read_fields(raw, lines, problems: list) -> dict[str, tuple[str, ...]]:
     """config.yaml `fields:`: per object (customer, order, item, data) a list of custom
     field names, or a mapping of names to what they hold."""
-    from engine.yamlfile import did_you_mean  # noqa: PLC0415 - yamlfile imports errors only
+    from engine.config.yamlfile import did_you_mean  # noqa: PLC0415 - yamlfile imports errors only
 
     if raw is None:
         return {}

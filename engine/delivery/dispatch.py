@@ -18,18 +18,18 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from engine.channels import Channel, Outbound, SendError
-from engine.config import RetryConfig
-from engine.context import build_context
+from engine.config.loader import RetryConfig
+from engine.rules.context import build_context
 from engine.errors import ExpressionError, TemplateError
 from engine.contacts import mask_contact, mask_phone
 from engine.durations import format_duration
 from engine.clock import ceil_minute
-from engine.gate import Candidate, Gate, Hold, ledger_row
-from engine.pacing import PACE_AHEAD, Schedule, SendPace
-from engine.profile_config import ProfileConfig
+from engine.delivery.gate import Candidate, Gate, Hold, ledger_row
+from engine.delivery.pacing import PACE_AHEAD, Schedule, SendPace
+from engine.config.profile import ProfileConfig
 from engine.rules.model import Rule, RuleSet
-from engine.sms import SmsStyle
-from engine.state import new_customer
+from engine.rules.sms import SmsStyle
+from engine.intake.state import new_customer
 from engine.store import Store
 
 log = logger.bind(component="dispatch")

@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 from loguru import logger
 
-from engine.context import build_context
+from engine.rules.context import build_context
 from engine.errors import ExpressionError
 from engine.clock import ceil_minute
-from engine.profile_config import DEFAULT_PROFILE, ProfileConfig
+from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
 from engine.store.tables import encode_time

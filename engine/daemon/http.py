@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.errors import EventError
-from engine.events import AHEAD, Event, decode_json, parse_event, rejected_later
-from engine.http_config import HttpConfig
-from engine.sms import sms_channels
+from engine.intake.events import AHEAD, Event, decode_json, parse_event, rejected_later
+from engine.config.http import HttpConfig
+from engine.rules.sms import sms_channels
 
 log = logger.bind(component="http")
 SIGNATURE_HEADER = "X-Signature"

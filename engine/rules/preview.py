@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from engine.config import Config
+from engine.config.loader import Config
 from engine.errors import Problem, TemplateError
 from engine.rules.model import RuleSet
 from engine.rules.sample import sample_context
-from engine.sms import sms_style
-from engine.templates import Templates
-from engine.triggers.calendar import days_off_known_until
+from engine.rules.sms import sms_style
+from engine.rules.templates import Templates
+from engine.rules.calendar import days_off_known_until
 
 
 def sms_length_warnings(rules: RuleSet, templates: Templates, config: Config) -> list[Problem]:

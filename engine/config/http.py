@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from engine.channels.base import is_env_name
-from engine.yamlfile import Lines, did_you_mean
+from engine.config.yamlfile import Lines, did_you_mean
 
 KEYS = ("listen", "token_env", "hmac_env", "max_body")
 SIZE_PATTERN = r"^\s*(\d+)\s*([Bb]|[Kk][Bb]|[Mm][Bb])?\s*$"  # also config.schema.json's

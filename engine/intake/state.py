@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engine.events import Event
-from engine.profile import birthday_md, new_stats
+from engine.intake.events import Event
+from engine.intake.profile import birthday_md, new_stats
 
 # Lifecycle stages in the order they happen. Terminal after-sale stages rank last;
 # `closed` ends an order for good (unpaid timeout or after a full refund).

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.fields import DECLARABLE
-from engine.http_config import SIZE_PATTERN
-from engine.limits import RATE_PATTERN
+from engine.rules.fields import DECLARABLE
+from engine.config.http import SIZE_PATTERN
+from engine.config.limits import RATE_PATTERN
 from engine.rules.schema import DURATION_PATTERN, WINDOW_PATTERN
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "config.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "config.schema.json"
 CAP_PATTERN = r"^\s*\d+\s*/\s*(\d+(\.\d+)?\s*[smhdw]\s*)+$"
 
 
@@ -53,7 +53,7 @@ def _channel(type_name: str, cls) -> dict:
 def json_schema() -> dict:
     """JSON Schema (draft 2020-12) of config.yaml."""
     from engine.channels import REGISTRY  # noqa: PLC0415 - the registry imports every channel
-    from engine.config import LOG_LEVELS  # noqa: PLC0415 - config imports this module's peers
+    from engine.config.loader import LOG_LEVELS  # noqa: PLC0415 - config imports this module's peers
 
     count = {"type": "integer", "minimum": 1}
     properties = {

@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from engine.context import build_context
-from engine.events import Event
+from engine.rules.context import build_context
+from engine.intake.events import Event
 from engine.rules.model import RuleSet
-from engine.schedule import message_row
-from engine.profile import OrderBefore, apply_profile
-from engine.profile_config import ProfileConfig
-from engine.state import apply_customer, apply_order, new_customer, new_order, with_profile
+from engine.triggers.schedule import message_row
+from engine.intake.profile import OrderBefore, apply_profile
+from engine.config.profile import ProfileConfig
+from engine.intake.state import apply_customer, apply_order, new_customer, new_order, with_profile
 from engine.store import ConcurrentIngest, IngestWrite, Store
-from engine.triggers.events import Broken, match
+from engine.triggers.match import Broken, match
 
 log = logger.bind(component="intake")
 

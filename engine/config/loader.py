@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
-from engine.fields import Fields, read_fields
-from engine.http_config import HttpConfig, read_http
-from engine.limits import Limits, read_limits
-from engine.profile_config import ProfileConfig, read_profile
-from engine.yamlfile import Lines, did_you_mean, load_yaml_file
+from engine.rules.fields import Fields, read_fields
+from engine.config.http import HttpConfig, read_http
+from engine.config.limits import Limits, read_limits
+from engine.config.profile import ProfileConfig, read_profile
+from engine.config.yamlfile import Lines, did_you_mean, load_yaml_file
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
 TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "http",
@@ -142,7 +142,7 @@ def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[s
     the fields they read; a name already in `known` (name -> where it is defined) is an
     error; so are segments that use each other in a loop (`loops`)."""
     from engine.errors import ExpressionError  # noqa: PLC0415
-    from engine.templates import Templates  # noqa: PLC0415 - templates import config's peers
+    from engine.rules.templates import Templates  # noqa: PLC0415 - templates import config's peers
 
     if raw is None:
         return {}

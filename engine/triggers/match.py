@@ -10,9 +10,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.errors import ExpressionError
-from engine.events import Event
+from engine.intake.events import Event
 from engine.rules.model import Rule, RuleSet
-from engine.schedule import Plan, plan
+from engine.triggers.schedule import Plan, plan
 
 
 @dataclass(frozen=True)

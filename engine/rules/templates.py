@@ -26,8 +26,8 @@ from engine.budget import OverBudget, limited
 from engine.contacts import mask_phone
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
-from engine.fields import Fields
-from engine.textfile import NotUtf8, decode
+from engine.rules.fields import Fields
+from engine.config.textfile import NotUtf8, decode
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
 MAX_NUMBER = 10 ** 15  # the largest number an expression may write (as intake accepts in events)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from engine.errors import Problem
-from engine.textfile import NotUtf8, read_text
+from engine.config.textfile import NotUtf8, read_text
 
 YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
 

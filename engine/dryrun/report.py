@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from engine.outcomes import OUTCOMES as OUTCOME_ORDER
 from engine.rules.model import RuleSet
-from engine.templates import sms_segments
+from engine.rules.templates import sms_segments
 
 JSON_FIELDS = ("time", "rule", "rule_name", "customer", "order", "channel", "kind", "outcome", "reason",
                "detail", "body", "segments")

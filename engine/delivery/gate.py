@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 from engine.clock import ceil_minute
 from engine.durations import format_duration
-from engine.limits import Cap, Limits
+from engine.config.limits import Cap, Limits
 from engine.rules.model import Rule
-from engine.windows import allowed_at, next_allowed
+from engine.delivery.windows import allowed_at, next_allowed
 
 
 

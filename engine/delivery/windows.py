@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from engine.limits import DailyWindow
+from engine.config.limits import DailyWindow
 
 _SEARCH_DAYS = 3
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 
 from engine.durations import parse_duration
-from engine.yamlfile import Lines, did_you_mean
+from engine.config.yamlfile import Lines, did_you_mean
 
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

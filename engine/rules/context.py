@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from engine.profile_config import DEFAULT_PROFILE, ProfileConfig
-from engine.templates import FAST_RECORDS, Record, Scope
+from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
+from engine.rules.templates import FAST_RECORDS, Record, Scope
 
 
 def build_context(customer: dict, order: dict | None, event: dict, data: dict, shop: dict,

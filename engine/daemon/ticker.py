@@ -15,10 +15,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
 from engine.app import Engine
-from engine.http import build_app
-from engine.metrics import Metrics
-from engine.reload import Reloader
-from engine.server import HttpServer
+from engine.daemon.http import build_app
+from engine.daemon.metrics import Metrics
+from engine.daemon.reload import Reloader
+from engine.daemon.server import HttpServer
 
 log = logger.bind(component="daemon")
 HOUSEKEEPING_SECONDS = 60

@@ -19,7 +19,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Callable
 
-from engine.limits import Rate
+from engine.config.limits import Rate
 
 # How far ahead of its slot a message is decided and handed to its channel's send loop
 # (which waits for the slot): the longest a dispatch batch waits on a rate.

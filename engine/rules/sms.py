@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.templates import sms_segments
+from engine.rules.templates import sms_segments
 
 DEFAULT_UNSUBSCRIBE = "回T退订"
 
