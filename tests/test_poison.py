@@ -21,7 +21,7 @@ from engine.intake.events import parse_event
 from engine.store.tables import customers
 from tests.conftest import ROOT, recording_channels
 from tests.helpers import T0, created, event, jsonl
-from tests.test_http import ENV, TOKEN, Api
+from tests.daemon.test_http import ENV, TOKEN, Api
 
 
 @pytest.fixture
@@ -408,8 +408,8 @@ def test_the_daemon_keeps_sending_after_poison_posted_to_it_and_poison_already_s
 
     from engine.store import Store  # noqa: PLC0415
     from tests.localhttp import Sink
-    from tests.test_burst import project as burst_project
-    from tests.test_daemon import free_port
+    from tests.daemon.test_burst import project as burst_project
+    from tests.daemon.test_daemon import free_port
 
     sink = Sink()
     try:

@@ -22,7 +22,7 @@ from tests.conftest import recording_channels
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = timezone.utc
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATES = {"care.j2": "{{ customer.name | default('亲') }}，好久不见，送您一张20元券",
              "bday.j2": "{{ customer.name | default('亲') }}，生日快乐！",

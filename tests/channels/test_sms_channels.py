@@ -19,7 +19,7 @@ from engine.dryrun.replay import run_dry
 from engine.intake.events import parse_event
 from engine.rules.sms import sms_channels
 from tests.localhttp import LocalServer
-from tests.test_aliyun_sms import ENV, FakeAliyun
+from tests.channels.test_aliyun_sms import ENV, FakeAliyun
 
 NOW = datetime(2026, 11, 11, 4, 0, tzinfo=timezone.utc)  # 12:00 in Shanghai: no quiet hours
 PROMO = "双11返场，全场8折"
