@@ -20,10 +20,10 @@ if str(ROOT) not in sys.path:  # the engine without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 from engine import gcsetting  # noqa: E402
-from engine.daemon import logs  # noqa: E402
 from engine.app import Engine, Project, load_project  # noqa: E402
 from engine.channels import Channel, create_channel  # noqa: E402
 from engine.clock import VirtualClock  # noqa: E402
+from engine.daemon import logs  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -26,10 +26,10 @@ from bench import common  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from engine.app import Engine  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
-from engine.daemon.http import build_app  # noqa: E402
-from engine.store import Store  # noqa: E402
 from engine.config.http import HttpConfig  # noqa: E402
+from engine.daemon.http import build_app  # noqa: E402
 from engine.daemon.server import HttpServer  # noqa: E402
+from engine.store import Store  # noqa: E402
 
 TOKEN = "bench-token"
 

@@ -25,7 +25,6 @@ import apscheduler
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-
 from common import sqlite_url, utc
 
 _late: list[float] = []  # seconds between the due time and the job actually running
@@ -116,8 +115,8 @@ def run(db: Path, jobs: int, window: float, timeout: float, log=print) -> dict:
         "lateness_s": _quantiles(late),
         "run_seconds_from_burst_start": round(run_seconds, 2) if run_seconds else None,
         "processed_rate": round(processed / run_seconds, 1) if run_seconds else None,
-        "settings": f"APScheduler {apscheduler.__version__} defaults: ThreadPoolExecutor(10), misfire_grace_time=1 s, coalesce=False; "
-                    "SQLite file with SQLAlchemy's defaults (rollback journal, synchronous=FULL)",
+        "settings": f"APScheduler {apscheduler.__version__} defaults: ThreadPoolExecutor(10), misfire_grace_time=1 s, "
+                    "coalesce=False; SQLite file with SQLAlchemy's defaults (rollback journal, synchronous=FULL)",
     }
 
 

@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import OUT, ROOT, Timer, build_engine, file_channels, rate, sqlite_url, utc
+
 from engine.app import Engine, Project
 from engine.channels.file import FileChannel
 from engine.clock import SystemClock
+from engine.config.limits import ChannelLimits, parse_rate
 from engine.dryrun.replay import default_until, read_events
 from engine.intake.events import Event, parse_event
-from engine.config.limits import ChannelLimits, parse_rate
 from engine.store import Store
 
 CHUNK = 100_000  # events per Engine.ingest call (the engine batches 2,000 per transaction inside)

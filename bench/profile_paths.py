@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import generate  # noqa: E402
 import parts  # noqa: E402
+
 from engine.dryrun import report  # noqa: E402
 from engine.dryrun.replay import default_until, run_dry  # noqa: E402
 

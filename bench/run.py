@@ -10,8 +10,9 @@ bound to files under bench/out/), through its Python API. See bench/README.md.
 Parts: ingest (ingest + match + enqueue), dispatch (needs ingest on the same database,
 in the same run), dryrun (subprocess `run.py dry-run --json`, wall time and peak
 memory), naive (APScheduler one-job-per-message vs. the engine, same burst, no channel
-rate: the naive scheduler has none), burst (only the engine's side of that), paced (a burst behind the shipped sms rate, 50/s:
-all sent, in N / rate, never more than the rate in a second)
+rate: the naive scheduler has none), burst (only the engine's side of that), paced (a
+burst behind the shipped sms rate, 50/s: all sent, in N / rate, never more than the rate
+in a second)
 Figures go to stdout as a table and to bench/out/results.json (merged with what an
 earlier run wrote there, part by part, unless --fresh)."""
 
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"parsing {path.name} ...")
         events, figures = parts.parse(project, path)
         results["parse"] = figures
-        log(f"parse: {figures['events_per_s']:,} events/s ({figures['events']:,} events, {figures['rejected']} rejected)")
+        log(f"parse: {figures['events_per_s']:,} events/s ({figures['events']:,} events, "
+            f"{figures['rejected']} rejected)")
         for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
             run_database(db, project, events, args, results)
             save(args.results, results)
@@ -236,7 +238,8 @@ def table(results: dict) -> str:
         add("dry-run of the whole stream (s)", (">" if d.get("timed_out") else "") + f"{d['seconds']}",
             f"< {TARGETS['dryrun_seconds']}",
             d["seconds"] < TARGETS["dryrun_seconds"] and d["exit_code"] == 0 and not d.get("timed_out"))
-        add("dry-run peak memory (MiB)", (">=" if d.get("timed_out") else "") + f"{d['peak_rss_mib']:,}", f"< {TARGETS['dryrun_mib']:,}",
+        add("dry-run peak memory (MiB)", (">=" if d.get("timed_out") else "") + f"{d['peak_rss_mib']:,}",
+            f"< {TARGETS['dryrun_mib']:,}",
             d["peak_rss_mib"] < TARGETS["dryrun_mib"])
     if "naive" in results:
         e, n = results["naive"]["engine"], results["naive"]["apscheduler"]

@@ -34,14 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (puts the project root on sys.path)
-
 from sqlalchemy import text  # noqa: E402
 
 from engine.rules.loader import load_rules  # noqa: E402
+from engine.rules.templates import Templates  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.store.tables import encode_time  # noqa: E402
 from engine.triggers.sweeps import AHEAD, Sweeper  # noqa: E402
-from engine.rules.templates import Templates  # noqa: E402
 
 DAY = timedelta(days=1)
 SWEEP_DAY = datetime(2026, 11, 20, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai

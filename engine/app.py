@@ -12,19 +12,19 @@ from typing import Iterable
 from engine.channels import Channel, create_channel
 from engine.clock import Clock
 from engine.config.loader import Config, default_config, load_config
-from engine.delivery.dispatch import ChannelHealth, DispatchReport, Dispatcher
-from engine.intake.events import Event
-from engine.rules.fields import Fields
+from engine.delivery.dispatch import ChannelHealth, Dispatcher, DispatchReport
 from engine.delivery.gate import Gate
-from engine.intake.ingest import IngestReport, Intake
 from engine.delivery.pacing import SendPace
-from engine.rules.preview import calendar_warnings, sms_length_warnings
+from engine.intake.events import Event
+from engine.intake.ingest import IngestReport, Intake
+from engine.rules.fields import Fields
 from engine.rules.loader import load_rules
 from engine.rules.model import RuleSet
+from engine.rules.preview import calendar_warnings, sms_length_warnings
 from engine.rules.sms import sms_style
-from engine.store import Store
-from engine.triggers.sweeps import SweepReport, Sweeper
 from engine.rules.templates import Templates
+from engine.store import Store
+from engine.triggers.sweeps import Sweeper, SweepReport
 
 
 @dataclass

@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 
 from engine import gcsetting
-from engine.daemon import logs
 from engine.app import Engine, Project, build_channels, load_project
 from engine.clock import SystemClock
+from engine.daemon import logs
 from engine.errors import ConfigError, EventError
 from engine.intake.events import parse_time
 
@@ -263,10 +263,10 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
     Example:
       python run.py segment high_quality
     """
-    from engine.rules.context import build_context
-    from engine.errors import ExpressionError
-    from engine.store import Store
     from engine.contacts import mask_phone
+    from engine.errors import ExpressionError
+    from engine.rules.context import build_context
+    from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")
@@ -322,10 +322,10 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     Example:
       ENGINE_TOKEN=s3cret python run.py daemon --config config.yaml
     """
-    from engine.daemon.ticker import Daemon
     from engine.daemon.http import Credentials
     from engine.daemon.reload import Reloader
     from engine.daemon.server import ListenError
+    from engine.daemon.ticker import Daemon
     from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
@@ -368,7 +368,6 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
       python run.py status --config config.yaml
     """
     from engine.store import Store
-    from engine.contacts import mask_phone
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")
@@ -387,27 +386,7 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     def when(t) -> str:  # shop time, with its offset: 2026-11-11 10:00:05+08:00
         return t.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
-    daemon = state.get("daemon")
-    if daemon:
-        since = datetime.fromisoformat(daemon["started_at"]) if daemon.get("started_at") else daemon["updated_at"]
-        click.echo(f"daemon: {daemon['state']} (pid {daemon['pid']}, since {when(since)}"
-                   f"{', HTTP ' + daemon['http'] if daemon.get('http') else ''})")
-    else:
-        click.echo("daemon: never started on this database")
-    reload = state.get("last_reload")
-    if reload:
-        verdict = "ok" if reload["ok"] else f"REFUSED, {len(reload['errors'])} error(s); the last good version runs"
-        click.echo(f"last reload: {when(reload['updated_at'])} {verdict}")
-    if daemon and daemon["state"] == "running":
-        errors, failing = daemon.get("rule_errors") or [], daemon.get("failing") or []
-        if errors:
-            click.echo(f"health: degraded: the rules running differ from the files on disk, {len(errors)} error(s):")
-            for error in errors:
-                click.echo(f"  {error}")
-        if failing:
-            click.echo("health: degraded: " + "; ".join(failing))
-        if not errors and not failing:
-            click.echo("health: ok")
+    _daemon_lines(state, when)
     rules = project.rules
     click.echo(f"rules on disk: {len(rules.rules)} ({sum(r.enabled for r in rules.rules)} enabled), "
                f"{len(project.errors)} error(s)" + ("; run `run.py check`" if project.errors else ""))
@@ -422,17 +401,49 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
         for rule_id in sorted(by_rule):
             click.echo(f"  {rule_id:<28}" + "".join(f"{by_rule[rule_id].get(st, 0):>10}" for st in states))
     click.echo("")
+    _upcoming_lines(upcoming, phones, now, when)
+    click.echo("")
+    click.echo(f"failures in the last 24 hours (latest {len(failures)}):")
+    for f in failures:
+        click.echo(f"  {when(f['time'])}  {f['rule_id']:<24} {f['customer_id']}  {f['reason']}: {f['detail']}")
+
+
+def _daemon_lines(state: dict, when) -> None:
+    """status: the daemon, its last reload and its health."""
+    daemon = state.get("daemon")
+    if daemon:
+        since = datetime.fromisoformat(daemon["started_at"]) if daemon.get("started_at") else daemon["updated_at"]
+        click.echo(f"daemon: {daemon['state']} (pid {daemon['pid']}, since {when(since)}"
+                   f"{', HTTP ' + daemon['http'] if daemon.get('http') else ''})")
+    else:
+        click.echo("daemon: never started on this database")
+    reload = state.get("last_reload")
+    if reload:
+        verdict = "ok" if reload["ok"] else f"REFUSED, {len(reload['errors'])} error(s); the last good version runs"
+        click.echo(f"last reload: {when(reload['updated_at'])} {verdict}")
+    if not daemon or daemon["state"] != "running":
+        return
+    errors, failing = daemon.get("rule_errors") or [], daemon.get("failing") or []
+    if errors:
+        click.echo(f"health: degraded: the rules running differ from the files on disk, {len(errors)} error(s):")
+        for error in errors:
+            click.echo(f"  {error}")
+    if failing:
+        click.echo("health: degraded: " + "; ".join(failing))
+    if not errors and not failing:
+        click.echo("health: ok")
+
+
+def _upcoming_lines(upcoming: list[dict], phones: dict, now: datetime, when) -> None:
+    """status: the next due messages, phones masked."""
+    from engine.contacts import mask_phone
+
     click.echo(f"next due ({len(upcoming)}):")
     for m in upcoming:
         phone = f" ({mask_phone(phones[m['customer_id']])})" if phones.get(m["customer_id"]) else ""
         late = " LATE" if m["due_at"] < now - timedelta(minutes=1) else ""
         why = f" after {m['reason']}" if m["reason"] else ""
         click.echo(f"  {when(m['due_at'])}{late}  {m['rule_id']:<24} {m['channel']:<8} {m['customer_id']}{phone}{why}")
-    click.echo("")
-    click.echo(f"failures in the last 24 hours (latest {len(failures)}):")
-    for f in failures:
-        click.echo(f"  {when(f['time'])}  {f['rule_id']:<24} {f['customer_id']}  {f['reason']}: {f['detail']}")
-
 
 @main.command()
 @click.argument("which", type=click.Choice(["rules", "config"]), default="rules")

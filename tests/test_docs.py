@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from engine.cli import main
-from engine.outcomes import REASONS
 from engine.dryrun.report import JSON_FIELDS
+from engine.outcomes import REASONS
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -35,7 +35,7 @@ def test_every_command_is_documented_with_an_example(name):
     assert re.search(rf"run\.py {re.escape(name)}\b", README), f"README does not mention `run.py {name}`"
 
 
-@pytest.mark.parametrize("line", [l for l in shell_lines() if "run.py" in l and "&&" not in l])
+@pytest.mark.parametrize("line", [cmd for cmd in shell_lines() if "run.py" in cmd and "&&" not in cmd])
 def test_readme_commands_work(line, tmp_path):
     args = shlex.split(line)
     args = [sys.executable] + args[1:]  # .venv/bin/python -> this interpreter

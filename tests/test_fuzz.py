@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from engine.app import Engine, load_project
 from engine.intake.events import parse_event
 from tests.conftest import recording_channels
-from tests.helpers import T0, event
 from tests.daemon.test_http import ENV, Api
+from tests.helpers import T0, event
 
 HOSTILE_NUMBERS = st.sampled_from([float("nan"), float("inf"), float("-inf"), 10 ** 30, -(10 ** 20), 1e300])
 HOSTILE_TEXTS = st.sampled_from(["\u0000", "a\u0000b", "\ud800", "x" * 5000, "", " ", "13800000001,13800000002",

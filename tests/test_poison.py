@@ -20,8 +20,8 @@ from engine.clock import SystemClock
 from engine.intake.events import parse_event
 from engine.store.tables import customers
 from tests.conftest import ROOT, recording_channels
-from tests.helpers import T0, created, event, jsonl
 from tests.daemon.test_http import ENV, TOKEN, Api
+from tests.helpers import T0, created, event, jsonl
 
 
 @pytest.fixture
@@ -407,9 +407,9 @@ def test_the_daemon_keeps_sending_after_poison_posted_to_it_and_poison_already_s
     import urllib.request
 
     from engine.store import Store  # noqa: PLC0415
-    from tests.localhttp import Sink
     from tests.daemon.test_burst import project as burst_project
     from tests.daemon.test_daemon import free_port
+    from tests.localhttp import Sink
 
     sink = Sink()
     try:

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import EventError
 from engine.contacts import normalise_email, normalise_phone
+from engine.errors import EventError
 
 
 def is_env_name(value) -> bool:

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
-from engine.durations import parse_duration
 from engine.config.yamlfile import Lines, did_you_mean
+from engine.durations import parse_duration
 
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.durations import parse_duration
-from engine.errors import ConfigError, Problem
-from engine.rules.fields import Fields, read_fields
 from engine.config.http import HttpConfig, read_http
 from engine.config.limits import Limits, read_limits
 from engine.config.profile import ProfileConfig, read_profile
 from engine.config.yamlfile import Lines, did_you_mean, load_yaml_file
+from engine.durations import parse_duration
+from engine.errors import ConfigError, Problem
+from engine.rules.fields import Fields, read_fields
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
 TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "http",
@@ -100,7 +100,8 @@ def load_config(path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     if not isinstance(data, dict):
-        raise ConfigError([Problem(display, 1, "", "config.yaml must be a mapping of keys such as timezone, database, channels")])
+        raise ConfigError([Problem(display, 1, "", "config.yaml must be a mapping of keys such as timezone, "
+                                                   "database, channels")])
     base = path.resolve().parent
     for key in data:
         if key not in TOP_KEYS:
@@ -148,7 +149,8 @@ def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[s
         return {}
     if not isinstance(raw, dict):
         problems.append(lines.problem(("segments",), "must map names to conditions, such as "
-                                                     "high_quality: \"customer.orders >= 1 and not customer.had_bad_review\""))
+                                                     "high_quality: \"customer.orders >= 1 and not "
+                                                     "customer.had_bad_review\""))
         return {}
     checker = Templates(None, tz)
     checker.fields = fields or checker.fields
@@ -215,7 +217,8 @@ def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:
     try:
         return ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(lines.problem(("timezone",), f"unknown time zone {value!r}; write an IANA name such as Asia/Shanghai"))
+        problems.append(lines.problem(("timezone",), f"unknown time zone {value!r}; write an IANA name such as "
+                                                     "Asia/Shanghai"))
         return ZoneInfo("Asia/Shanghai")
 
 
@@ -223,7 +226,8 @@ def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict
     if raw is None:
         return {"log": ChannelConfig("log", "log", {})}
     if not isinstance(raw, dict):
-        problems.append(lines.problem(("channels",), "must map channel names to settings, such as sms: {type: file, path: outbox/sms.jsonl}"))
+        problems.append(lines.problem(("channels",), "must map channel names to settings, such as sms: {type: "
+                                                     "file, path: outbox/sms.jsonl}"))
         return {}
     out = {}
     for name, settings in raw.items():

@@ -90,9 +90,7 @@ def read_profile(raw, lines, problems: list) -> ProfileConfig:
             if key not in RFM_KEYS:
                 problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, RFM_KEYS)}"))
                 continue
-            if (not isinstance(value, list) or len(value) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                                       or v < 0 for v in value)
-                    or value != sorted(value)):
+            if not _four_ascending(value):
                 problems.append(lines.problem(path, "must be four ascending numbers (the limits of the five scores), "
                                                     "such as [30, 90, 180, 365]"))
                 continue
@@ -114,7 +112,8 @@ def _tiers(raw, lines, problems: list) -> list[Tier] | None:
             continue
         unknown = [k for k in item if k not in ("name", "min_spent", "min_orders")]
         for key in unknown:
-            problems.append(lines.problem(where + (key,), f"unknown key {key!r}; a tier has name, min_spent, min_orders"))
+            problems.append(lines.problem(where + (key,), f"unknown key {key!r}; a tier has name, min_spent, "
+                                                          "min_orders"))
         spent, orders = item.get("min_spent", 0), item.get("min_orders", 0)
         if isinstance(spent, bool) or not isinstance(spent, (int, float)) or spent < 0:
             problems.append(lines.problem(where + ("min_spent",), "must be an amount, such as 2000"))
@@ -124,3 +123,10 @@ def _tiers(raw, lines, problems: list) -> list[Tier] | None:
             continue
         tiers.append(Tier(str(item["name"]), float(spent), orders))
     return tiers
+
+
+def _four_ascending(value) -> bool:
+    """Four non-negative numbers in ascending order (the limits of the five RFM scores)."""
+    return (isinstance(value, list) and len(value) == 4
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in value)
+            and value == sorted(value))

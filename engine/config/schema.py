@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.rules.fields import DECLARABLE
 from engine.config.http import SIZE_PATTERN
 from engine.config.limits import RATE_PATTERN
+from engine.rules.fields import DECLARABLE
 from engine.rules.schema import DURATION_PATTERN, WINDOW_PATTERN
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "config.schema.json"
@@ -65,7 +65,8 @@ def json_schema() -> dict:
                  "properties": {"name": {"type": "string"}, "signature": {"type": "string"},
                                 "url": {"type": "string"}, "currency_symbol": {"type": "string"}}},
         "channels": {"type": "object", "description": "Channels by name; rules refer to these names.",
-                     "additionalProperties": {"oneOf": [_channel(name, cls) for name, cls in sorted(REGISTRY.items())]}},
+                     "additionalProperties": {"oneOf": [_channel(name, cls)
+                                                        for name, cls in sorted(REGISTRY.items())]}},
         "dispatch": {"type": "object", "additionalProperties": False, "properties": {
             "batch_size": {**count, "description": "Messages taken per transaction."},
             "tick": _duration("How often the daemon looks for due messages.", "1s"),

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from engine.errors import Problem
 from engine.config.textfile import NotUtf8, read_text
+from engine.errors import Problem
 
 YAML11_BOOL_WORDS = {"on", "off", "yes", "no", "y", "n", "true", "false"}
 

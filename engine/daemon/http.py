@@ -22,8 +22,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 from starlette.applications import Starlette
@@ -32,9 +32,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.config.http import HttpConfig
 from engine.errors import EventError
 from engine.intake.events import AHEAD, Event, decode_json, parse_event, rejected_later
-from engine.config.http import HttpConfig
 from engine.rules.sms import sms_channels
 
 log = logger.bind(component="http")
@@ -151,7 +151,8 @@ class Credentials:
             if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
                 return "signature does not match the body"
             return None
-        return f"no credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 of the body>"
+        return (f"no credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 "
+                "of the body>")
 
 
 @dataclass
@@ -274,14 +275,40 @@ class Intake:
 UNSUBSCRIBE_WORDS = {"t", "td", "退订", "r"}
 
 
+class _Refused(Exception):
+    """A request answered early: the response to send."""
+
+    def __init__(self, response: Response):
+        super().__init__()
+        self.response = response
+
+
 def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dict] | None = None,
               environ: dict[str, str] | None = None) -> Starlette:
-    credentials = Credentials(cfg, environ)
-    intake = Intake(engine, metrics.events if metrics is not None else None)
+    routes = _Routes(engine, cfg, metrics, health, environ)
+    return Starlette(routes=[
+        Route("/events", routes.post_events, methods=["POST"]),
+        Route("/sms/replies", routes.sms_replies, methods=["POST"]),
+        Route("/healthz", routes.healthz, methods=["GET"]),
+        Route("/metrics", routes.get_metrics, methods=["GET"]),
+    ])
 
-    async def read_body(request: Request) -> bytes:
+
+class _Routes:
+    """The daemon's HTTP endpoints over one engine."""
+
+    def __init__(self, engine, cfg: HttpConfig, metrics, health: Callable[[], dict] | None,
+                 environ: dict[str, str] | None):
+        self.cfg = cfg
+        self.metrics = metrics
+        self.health = health
+        self.credentials = Credentials(cfg, environ)
+        self.intake = Intake(engine, metrics.events if metrics is not None else None)
+
+    async def read_body(self, request: Request) -> bytes:
         """The body, within http.max_body and BODY_SECONDS (a sender trickling bytes does
         not hold a connection open: asyncio.TimeoutError)."""
+        cfg = self.cfg
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cfg.max_body:
             raise TooLarge()
@@ -297,51 +324,19 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
 
         return await asyncio.wait_for(read(), BODY_SECONDS)
 
+    @staticmethod
     def slow(client: str, path: str) -> Response:
         log.warning("{} from {} refused (408): the body did not arrive within {} s", path, client, BODY_SECONDS)
         return JSONResponse({"error": f"the body did not arrive within {BODY_SECONDS} seconds"}, status_code=408)
 
-    async def post_events(request: Request) -> Response:
+    async def post_events(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"
-        if not credentials.configured:
-            log.warning("POST /events from {} refused: no credentials configured", client)
-            return JSONResponse({"error": f"the HTTP intake has no credentials: set {cfg.token_env} (bearer token) "
-                                          f"or {cfg.hmac_env} (HMAC secret) in the daemon's environment"},
-                                status_code=503)
-        def refused(problem: str) -> Response:
-            log.warning("POST /events from {} refused (401): {}", client, problem)
-            return JSONResponse({"error": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-
-        bearer = "authorization" in request.headers
-        if bearer or SIGNATURE_HEADER.lower() not in request.headers:
-            if (problem := credentials.check(request.headers, b"")) is not None:
-                return refused(problem)  # a token, or no credentials at all: judged before the body is read
         try:
-            body = await read_body(request)
-        except TooLarge:
-            log.warning("POST /events from {} refused: body over {} bytes", client, cfg.max_body)
-            return JSONResponse({"error": f"body larger than {_size(cfg.max_body)} (http.max_body); "
-                                          "send fewer events per request"}, status_code=413)
-        except asyncio.TimeoutError:
-            return slow(client, "POST /events")
-        except ClientDisconnect:
-            return Response(status_code=400)
-        if not bearer and (problem := credentials.check(request.headers, body)) is not None:
-            return refused(problem)  # a signature needs the body
+            items = await self._event_items(request, client)
+        except _Refused as refused:
+            return refused.response
         try:
-            items = split_body(body)
-        except NotUtf8Body as exc:
-            log.warning("POST /events from {} refused (400): {}", client, exc)
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        if not items:
-            return JSONResponse({"error": "empty body: send one JSON event, a JSON array of events, or JSON lines"},
-                                status_code=400)
-        if len(items) > MAX_EVENTS:
-            log.warning("POST /events from {} refused (413): {} events", client, len(items))
-            return JSONResponse({"error": f"{len(items)} events in one request; send at most {MAX_EVENTS:,} "
-                                          "per request"}, status_code=413)
-        try:
-            result = await run_in_threadpool(intake.take, items, f"http:{client}")
+            result = await run_in_threadpool(self.intake.take, items, f"http:{client}")
         except StoreUnavailable:
             log.error("POST /events from {}: the database does not answer; nothing stored (503)", client)
             return JSONResponse({"error": "the database does not answer; nothing was stored: send again later"},
@@ -354,11 +349,57 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
         del result["rejected"]
         return JSONResponse(result, status_code=202)
 
-    async def sms_replies(request: Request) -> Response:
+    async def _event_items(self, request: Request, client: str) -> list[Item]:
+        """The request's events, or _Refused: credentials (a token before the body is
+        read), size, time, encoding and count."""
+        cfg, credentials = self.cfg, self.credentials
+        if not credentials.configured:
+            log.warning("POST /events from {} refused: no credentials configured", client)
+            raise _Refused(JSONResponse(
+                {"error": f"the HTTP intake has no credentials: set {cfg.token_env} (bearer token) "
+                          f"or {cfg.hmac_env} (HMAC secret) in the daemon's environment"}, status_code=503))
+
+        def refused(problem: str) -> _Refused:
+            log.warning("POST /events from {} refused (401): {}", client, problem)
+            return _Refused(JSONResponse({"error": problem}, status_code=401,
+                                         headers={"WWW-Authenticate": "Bearer"}))
+
+        bearer = "authorization" in request.headers
+        if bearer or SIGNATURE_HEADER.lower() not in request.headers:
+            if (problem := credentials.check(request.headers, b"")) is not None:
+                raise refused(problem)  # a token, or no credentials at all: judged before the body is read
+        try:
+            body = await self.read_body(request)
+        except TooLarge:
+            log.warning("POST /events from {} refused: body over {} bytes", client, cfg.max_body)
+            raise _Refused(JSONResponse({"error": f"body larger than {_size(cfg.max_body)} (http.max_body); "
+                                                  "send fewer events per request"}, status_code=413)) from None
+        except asyncio.TimeoutError:
+            raise _Refused(self.slow(client, "POST /events")) from None
+        except ClientDisconnect:
+            raise _Refused(Response(status_code=400)) from None
+        if not bearer and (problem := credentials.check(request.headers, body)) is not None:
+            raise refused(problem)  # a signature needs the body
+        try:
+            items = split_body(body)
+        except NotUtf8Body as exc:
+            log.warning("POST /events from {} refused (400): {}", client, exc)
+            raise _Refused(JSONResponse({"error": str(exc)}, status_code=400)) from None
+        if not items:
+            raise _Refused(JSONResponse(
+                {"error": "empty body: send one JSON event, a JSON array of events, or JSON lines"}, status_code=400))
+        if len(items) > MAX_EVENTS:
+            log.warning("POST /events from {} refused (413): {} events", client, len(items))
+            raise _Refused(JSONResponse({"error": f"{len(items)} events in one request; send at most "
+                                                  f"{MAX_EVENTS:,} per request"}, status_code=413))
+        return items
+
+    async def sms_replies(self, request: Request) -> Response:
         """Aliyun SmsUp push: the customers' replies. T / TD / 退订 / R (any case) unsubscribe
         that number from marketing SMS. Aliyun cannot send our headers: the token may
         also come as ?token=... in the push URL configured at Aliyun."""
         client = request.client.host if request.client else "?"
+        cfg, credentials = self.cfg, self.credentials
         if not credentials.configured:
             return JSONResponse({"code": 1, "msg": f"set {cfg.token_env} or {cfg.hmac_env}"}, status_code=503)
         headers = dict(request.headers)
@@ -370,11 +411,11 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
                 log.warning("POST /sms/replies from {} refused (401): {}", client, problem)
                 return JSONResponse({"code": 1, "msg": problem}, status_code=401)
         try:
-            body = await read_body(request)
+            body = await self.read_body(request)
         except TooLarge:
             return JSONResponse({"code": 1, "msg": "body too large"}, status_code=413)
         except asyncio.TimeoutError:
-            return slow(client, "POST /sms/replies")
+            return self.slow(client, "POST /sms/replies")
         problem = credentials.check(headers, body)
         if problem is not None:
             log.warning("POST /sms/replies from {} refused (401): {}", client, problem)
@@ -387,26 +428,19 @@ def build_app(engine, cfg: HttpConfig, *, metrics=None, health: Callable[[], dic
                 raise ValueError("not a list of objects")
         except ValueError as exc:
             return JSONResponse({"code": 1, "msg": f"expected Aliyun's SmsUp JSON array: {exc}"}, status_code=400)
-        done = await run_in_threadpool(intake.replies, replies)
+        done = await run_in_threadpool(self.intake.replies, replies)
         log.info("SmsUp from {}: {} replies, {} customers unsubscribed from marketing SMS", client, len(replies), done)
         return JSONResponse({"code": 0, "msg": "接收成功"})
 
-    async def healthz(request: Request) -> Response:
-        state = await run_in_threadpool(health) if health else {"status": "ok"}
+    async def healthz(self, request: Request) -> Response:
+        state = await run_in_threadpool(self.health) if self.health else {"status": "ok"}
         return JSONResponse(state, status_code=503 if state.get("status") == "error" else 200)
 
-    async def get_metrics(request: Request) -> Response:
-        if metrics is None:
+    async def get_metrics(self, request: Request) -> Response:
+        if self.metrics is None:
             return Response(status_code=404)
-        text, content_type = await run_in_threadpool(metrics.render)
+        text, content_type = await run_in_threadpool(self.metrics.render)
         return Response(text, media_type=content_type)
-
-    return Starlette(routes=[
-        Route("/events", post_events, methods=["POST"]),
-        Route("/sms/replies", sms_replies, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", get_metrics, methods=["GET"]),
-    ])
 
 
 def _rejected(rejected: int, total: int) -> str:

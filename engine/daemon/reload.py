@@ -39,7 +39,8 @@ class ReloadResult:
 
     def as_dict(self, tz=None) -> dict:
         """`tz`: show the time in it (the shop's), with its offset."""
-        return {"at": (self.at.astimezone(tz) if tz is not None else self.at).isoformat(), "ok": self.ok, "errors": self.errors, "added": self.added,
+        return {"at": (self.at.astimezone(tz) if tz is not None else self.at).isoformat(), "ok": self.ok,
+                "errors": self.errors, "added": self.added,
                 "removed": self.removed, "changed": self.changed, "templates": self.templates,
                 "cancelled": self.cancelled, "restart_needed": self.restart_needed}
 

@@ -18,18 +18,18 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from engine.channels import Channel, Outbound, SendError
-from engine.config.loader import RetryConfig
-from engine.rules.context import build_context
-from engine.errors import ExpressionError, TemplateError
-from engine.contacts import mask_contact, mask_phone
-from engine.durations import format_duration
 from engine.clock import ceil_minute
+from engine.config.loader import RetryConfig
+from engine.config.profile import ProfileConfig
+from engine.contacts import mask_contact, mask_phone
 from engine.delivery.gate import Candidate, Gate, Hold, ledger_row
 from engine.delivery.pacing import PACE_AHEAD, Schedule, SendPace
-from engine.config.profile import ProfileConfig
+from engine.durations import format_duration
+from engine.errors import ExpressionError, TemplateError
+from engine.intake.state import new_customer
+from engine.rules.context import build_context
 from engine.rules.model import Rule, RuleSet
 from engine.rules.sms import SmsStyle
-from engine.intake.state import new_customer
 from engine.store import Store
 
 log = logger.bind(component="dispatch")
@@ -304,16 +304,12 @@ class Dispatcher:
         decision."""
         allowed: list[Ready] = []
         provisional: list[tuple[dict, datetime, Decision, set[int]]] = []
-        times = [r.candidate.at for r in ready] or [at for _, at, _ in decided]
-        first = min(times)
+        first = min([r.candidate.at for r in ready] or [at for _, at, _ in decided])
         caps, cooldowns = self.gate.lookback(rules.rules)
         reserved: set[int] = set()
         latest = max((r.candidate.at for r in ready), default=None)
         # virtual clock: the earliest time a deferral of this batch moved a message to
-        horizon: datetime | None = None
-        if virtual and latest is not None:
-            horizon = min((ceil_minute(d.retry_at) for _, _, d in decided
-                           if d.retry_at is not None and d.retry_at <= latest), default=None)
+        horizon = _horizon((d.retry_at for _, _, d in decided), latest) if virtual else None
         txn.read_ledger([r.candidate.message["customer_id"] for r in ready], first - caps,
                         {rule_id: first - cooldown for rule_id, cooldown in cooldowns.items()})
         schedules = self._schedules(txn, ready)
@@ -322,42 +318,39 @@ class Dispatcher:
             message = candidate.message
             if horizon is not None and ceil_minute(candidate.at) >= horizon:
                 continue  # still pending, untouched
-            cid, channel = message["customer_id"], message["channel"]
-            try:
-                hold: Hold | None = self.gate.check(candidate, txn.ledger.get(cid, []))
-                slot, paced = (None, None) if hold is not None else self._pace(candidate, schedules.get(channel))
-            except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
-                log.exception("message {} of rule {}: unexpected error in the gate", message["id"], message["rule_id"])
-                decided.append((message, candidate.at, Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}")))
+            slot, decision, counted = self._judge(candidate, txn, schedules)
+            if decision is None:
+                r = by_candidate[id(candidate)]
+                r.slot = slot
+                allowed.append(r)
+                reserved.add(message["id"])
+                _reserve(txn, candidate, slot)
                 continue
-            decision = _held(hold) if hold is not None else paced
-            if decision is not None:
-                depends_on = reserved.intersection(hold.counted) if hold is not None else set()
-                if depends_on:
-                    provisional.append((message, candidate.at, decision, depends_on))
-                else:
-                    decided.append((message, candidate.at, decision))
-                if virtual and decision.retry_at is not None and decision.retry_at <= latest:
-                    horizon = min(horizon or decision.retry_at, ceil_minute(decision.retry_at))
-                continue
-            r = by_candidate[id(candidate)]
-            r.slot = slot
-            allowed.append(r)
-            row = ledger_row(candidate, slot)
-            reserved.add(message["id"])
-            if candidate.rule.to != "staff":
-                txn.ledger.setdefault(cid, []).append(row)
-                txn.reservations.append(row)
-        for message, at, decision in decided:
-            txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
-                                       else decision.outcome, decision))
-            if decision.logged:
-                txn.log.append(_log_row(message, at, decision))
-        for r in allowed:
-            txn.updates.append(_update(r.candidate.message, r.slot, "sending", Decision("sending", slot=r.slot)))
-        for message, at, _, _ in provisional:
-            txn.updates.append(_update(message, at, "claimed", Decision("claimed")))
+            depends_on = reserved.intersection(counted)
+            if depends_on:
+                provisional.append((message, candidate.at, decision, depends_on))
+            else:
+                decided.append((message, candidate.at, decision))
+            if virtual and (moved := _horizon((decision.retry_at,), latest)) is not None:
+                horizon = min(horizon or moved, moved)
+        _record(txn, decided, allowed, provisional)
         return allowed, provisional
+
+    def _judge(self, candidate: Candidate, txn, schedules: dict[str, Schedule]
+               ) -> tuple[datetime | None, Decision | None, set[int]]:
+        """One message against its customer's send ledger and its channel's schedule: its
+        send slot, the decision that holds it (None: let through) and the sends that
+        decision rests on. An unexpected error fails this message alone (engine_error)."""
+        message = candidate.message
+        try:
+            hold: Hold | None = self.gate.check(candidate, txn.ledger.get(message["customer_id"], []))
+            if hold is not None:
+                return None, _held(hold), set(hold.counted)
+            slot, paced = self._pace(candidate, schedules.get(message["channel"]))
+            return slot, paced, set()
+        except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
+            log.exception("message {} of rule {}: unexpected error in the gate", message["id"], message["rule_id"])
+            return None, Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}"), set()
 
     # pacing ------------------------------------------------------------------------------
     def _schedules(self, txn, ready: list[Ready]) -> dict[str, Schedule]:
@@ -382,7 +375,8 @@ class Dispatcher:
         slot = max(held, at) if held is not None else schedule.next_slot(at)
         deadline = message["expires_at"] or message["due_at"] + self.gate.limits.max_deferral
         if slot > deadline:
-            why = "its expiry" if c.rule.expires else f"the longest deferral ({format_duration(self.gate.limits.max_deferral)})"
+            why = ("its expiry" if c.rule.expires
+                   else f"the longest deferral ({format_duration(self.gate.limits.max_deferral)})")
             return slot, Decision("expired", "expired", f"channel {message['channel']} is booked at its rate "
                                                         f"{schedule.rate.text}: its turn would be at "
                                                         f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}, past {why}")
@@ -446,7 +440,8 @@ class Dispatcher:
                 continue
             if real and self.pace is not None:  # wait for the slot; the send is stamped when it happens
                 limits = self.gate.limits.channels.get(r.channel.name)
-                at = max(at, self.pace.wait(r.channel.name, at, limits.rate.spacing if limits and limits.rate else None))
+                spacing = limits.rate.spacing if limits and limits.rate else None
+                at = max(at, self.pace.wait(r.channel.name, at, spacing))
             outbound = Outbound(message["id"], f"msg-{message['id']}", r.channel.name, message["rule_id"],
                                 message["kind"], message["customer_id"], message["order_id"], r.to, body,
                                 at.astimezone(self.tz))  # shop time (an outbox is read by people too)
@@ -569,6 +564,35 @@ class ChannelHealth:
 
 def _held(hold: Hold) -> Decision:
     return Decision(hold.outcome, hold.reason, hold.detail, retry_at=hold.retry_at, deadline=hold.deadline)
+
+
+def _reserve(txn, candidate: Candidate, slot: datetime) -> None:
+    """A send let through enters the customer's ledger (staff alerts count for no cap)."""
+    if candidate.rule.to != "staff":
+        row = ledger_row(candidate, slot)
+        txn.ledger.setdefault(candidate.message["customer_id"], []).append(row)
+        txn.reservations.append(row)
+
+
+def _horizon(times, latest: datetime | None) -> datetime | None:
+    """Virtual clock: the earliest minute a deferral moved a message to, among `times`
+    (None: none) at or before the batch's latest decision time."""
+    if latest is None:
+        return None
+    return min((ceil_minute(t) for t in times if t is not None and t <= latest), default=None)
+
+
+def _record(txn, decided: list, allowed: list[Ready], provisional: list) -> None:
+    """The batch's decisions as message updates and decision-log rows."""
+    for message, at, decision in decided:
+        txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
+                                   else decision.outcome, decision))
+        if decision.logged:
+            txn.log.append(_log_row(message, at, decision))
+    for r in allowed:
+        txn.updates.append(_update(r.candidate.message, r.slot, "sending", Decision("sending", slot=r.slot)))
+    for message, at, _, _ in provisional:
+        txn.updates.append(_update(message, at, "claimed", Decision("claimed")))
 
 
 def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:

@@ -17,11 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.clock import ceil_minute
-from engine.durations import format_duration
 from engine.config.limits import Cap, Limits
-from engine.rules.model import Rule
 from engine.delivery.windows import allowed_at, next_allowed
-
+from engine.durations import format_duration
+from engine.rules.model import Rule
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from engine.contacts import normalise_email, normalise_phone
 from engine.errors import EventError
 
-
 _CUSTOMER_STR = ("name", "phone", "email", "timezone", "nick")
 _ORDER_NUM = ("amount",)
 
@@ -200,11 +199,25 @@ def _check_customer(raw: Any) -> dict[str, Any]:
     for key in _CUSTOMER_STR:
         if key in cust and cust[key] is not None and not isinstance(cust[key], str):
             raise EventError("must be a string", f"customer.{key}")
+    _contacts(cust)
+    _check_lengths(cust, "customer.")
+    _birthday_and_zone(cust)
+    for key in ("tags", "opted_out"):
+        value = cust.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
+            raise EventError("must be a list of strings", f"customer.{key}")
+    return cust
+
+
+def _contacts(cust: dict[str, Any]) -> None:
+    """One phone number and one email address, normalised (an empty one stays empty)."""
     if cust.get("phone") is not None and str(cust["phone"]).strip() != "":
         cust["phone"] = normalise_phone(str(cust["phone"]))
     if cust.get("email") is not None and cust["email"].strip() != "":
         cust["email"] = normalise_email(cust["email"])
-    _check_lengths(cust, "customer.")
+
+
+def _birthday_and_zone(cust: dict[str, Any]) -> None:
     if cust.get("birthday") is not None:
         try:  # kept as YYYY-MM-DD whatever ISO form it came in (19900501 too, even as a number)
             cust["birthday"] = date.fromisoformat(str(cust["birthday"]).strip()).isoformat()
@@ -216,11 +229,6 @@ def _check_customer(raw: Any) -> dict[str, Any]:
         except Exception:
             raise EventError(f"{cust['timezone']!r} is not an IANA time zone like Asia/Shanghai",
                              "customer.timezone") from None
-    for key in ("tags", "opted_out"):
-        value = cust.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
-            raise EventError("must be a list of strings", f"customer.{key}")
-    return cust
 
 
 def _check_order(raw: Any, required: bool) -> dict[str, Any] | None:

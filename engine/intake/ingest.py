@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from engine.rules.context import build_context
-from engine.intake.events import Event
-from engine.rules.model import RuleSet
-from engine.triggers.schedule import message_row
-from engine.intake.profile import OrderBefore, apply_profile
 from engine.config.profile import ProfileConfig
+from engine.intake.events import Event
+from engine.intake.profile import OrderBefore, apply_profile
 from engine.intake.state import apply_customer, apply_order, new_customer, new_order, with_profile
+from engine.rules.context import build_context
+from engine.rules.model import RuleSet
 from engine.store import ConcurrentIngest, IngestWrite, Store
 from engine.triggers.match import Broken, match
+from engine.triggers.schedule import message_row
 
 log = logger.bind(component="intake")
 
@@ -69,7 +69,7 @@ class Intake:
         return report
 
     def _batch_with_retry(self, batch: list[Event], now: datetime | None) -> IngestReport:
-        for attempt in range(3):
+        for _ in range(3):
             try:
                 return self._batch(batch, now)
             except ConcurrentIngest as exc:
@@ -96,19 +96,7 @@ class Intake:
 
     def _batch(self, batch: list[Event], now: datetime | None) -> IngestReport:
         report = IngestReport()
-        known = self.store.existing_events(e.id for e in batch)  # id -> its customer
-        fresh: list[Event] = []
-        for event in batch:
-            owner = known.get(event.id)
-            if owner is None:
-                known[event.id] = event.customer_id
-                fresh.append(event)
-            elif owner == event.customer_id:
-                report.duplicates += 1
-                report.duplicate_ids.append(event.id)
-            else:
-                report.rejected.append((event, f"id: {event.id!r} is already the id of another customer's event "
-                                               f"(customer {owner}); each event needs its own id"))
+        fresh = self._fresh(batch, report)
         if not fresh:
             return report
         customers = self.store.customers_by_id(e.customer_id for e in fresh)
@@ -119,39 +107,14 @@ class Intake:
         lost: list[dict] = []
         for event in fresh:
             arrived = now or event.time
-            customer = customers.get(event.customer_id)
-            customer = new_customer(event.customer_id) if customer is None else with_profile(customer)
-            customers[event.customer_id] = apply_customer(customer, event)
-            order = None
-            before = OrderBefore.of(None)
-            if event.order_id:
-                order = orders.get(event.order_id)
-                before = OrderBefore.of(order)
-                order = order or new_order(event.order_id, event.customer_id)
-                orders[event.order_id] = apply_order(order, event)
-            apply_profile(customer, order, before, event)
+            customer, order = self._apply(event, customers, orders)
             write.events.append({"id": event.id, "type": event.type, "time": event.time,
                                  "customer_id": event.customer_id, "order_id": event.order_id,
                                  "payload": event.to_json(), "received_at": arrived})
-            if not rules.for_event(event.type):
-                continue
-            context = build_context(customer, order, {"id": event.id, "type": event.type, "time": event.time},
-                                    event.data, self.shop, arrived, self.tz, self.profile)
-            for result in match(rules, event, context, self.tz):
-                if isinstance(result, Broken):
-                    report.failed += 1
-                    write.log.append(_log_row(result.rule, event, arrived, "failed", "expression_error", result.detail))
-                    continue
-                row = message_row(result, event, arrived)
-                key = (row["rule_id"], row["dedup_key"])
-                if key in planned:
-                    lost.append(row)
-                else:
-                    planned[key] = row
-        touched_customers = {e.customer_id for e in fresh}
-        touched_orders = {e.order_id for e in fresh if e.order_id}
-        write.customers = [customers[c] for c in touched_customers]
-        write.orders = [orders[o] for o in touched_orders]
+            if rules.for_event(event.type):
+                self._plan(rules, event, customer, order, arrived, planned, lost, write, report)
+        write.customers = [customers[c] for c in {e.customer_id for e in fresh}]
+        write.orders = [orders[o] for o in {e.order_id for e in fresh if e.order_id}]
         write.messages = list(planned.values())
 
         def duplicates(scheduled: set) -> list[dict]:
@@ -165,6 +128,57 @@ class Intake:
                 report.scheduled.append((row["customer_id"], row["due_at"]))
         report.suppressed += len(lost) + len(planned) - len(scheduled)
         return report
+
+    def _fresh(self, batch: list[Event], report: IngestReport) -> list[Event]:
+        """The events not stored yet; a repeat of a stored one is a duplicate, an id another
+        customer's event has is rejected."""
+        known = self.store.existing_events(e.id for e in batch)  # id -> its customer
+        fresh: list[Event] = []
+        for event in batch:
+            owner = known.get(event.id)
+            if owner is None:
+                known[event.id] = event.customer_id
+                fresh.append(event)
+            elif owner == event.customer_id:
+                report.duplicates += 1
+                report.duplicate_ids.append(event.id)
+            else:
+                report.rejected.append((event, f"id: {event.id!r} is already the id of another customer's event "
+                                               f"(customer {owner}); each event needs its own id"))
+        return fresh
+
+    @staticmethod
+    def _apply(event: Event, customers: dict, orders: dict) -> tuple[dict, dict | None]:
+        """The event's changes to its customer, order and profile (the dicts are updated)."""
+        customer = customers.get(event.customer_id)
+        customer = new_customer(event.customer_id) if customer is None else with_profile(customer)
+        customers[event.customer_id] = apply_customer(customer, event)
+        order = None
+        before = OrderBefore.of(None)
+        if event.order_id:
+            order = orders.get(event.order_id)
+            before = OrderBefore.of(order)
+            order = order or new_order(event.order_id, event.customer_id)
+            orders[event.order_id] = apply_order(order, event)
+        apply_profile(customer, order, before, event)
+        return customer, order
+
+    def _plan(self, rules: RuleSet, event: Event, customer: dict, order: dict | None, arrived: datetime,
+              planned: dict, lost: list, write: IngestWrite, report: IngestReport) -> None:
+        """The messages the event's rules schedule (a second one of a dedup key is lost)."""
+        context = build_context(customer, order, {"id": event.id, "type": event.type, "time": event.time},
+                                event.data, self.shop, arrived, self.tz, self.profile)
+        for result in match(rules, event, context, self.tz):
+            if isinstance(result, Broken):
+                report.failed += 1
+                write.log.append(_log_row(result.rule, event, arrived, "failed", "expression_error", result.detail))
+                continue
+            row = message_row(result, event, arrived)
+            key = (row["rule_id"], row["dedup_key"])
+            if key in planned:
+                lost.append(row)
+            else:
+                planned[key] = row
 
 
 def _log_row(rule, event: Event, when: datetime, outcome: str, reason: str, detail: str) -> dict:

@@ -53,44 +53,59 @@ class OrderBefore:
 
 def apply_profile(customer: dict[str, Any], order: dict | None, before: OrderBefore, event: Event) -> None:
     """Update the customer's order totals, order times, purchases, reviews and coupons."""
-    stats = customer["stats"]
     if order is not None and order["first_event_at"] is not None:
-        # every order's time (its earliest event so far) is kept, so an order whose
-        # earlier events arrive late moves the customer's first/last order time correctly
-        times = stats.setdefault("order_times", {})
-        times[order["id"]] = order["first_event_at"].isoformat()
-        known = [datetime.fromisoformat(t) for t in times.values()]
-        customer["first_order_at"], customer["last_order_at"] = min(known), max(known)
-        amount = float(order["amount"] or 0)
-        paid = order["paid_at"] is not None
-        # money is kept to the cent: a float sum of 477.39 + 321.94 + 200.67 is not 1000
-        if paid and not before.paid:
-            customer["order_count"] += 1
-            customer["spent"] = round(customer["spent"] + amount, 2)
-        elif paid and amount != before.amount and not before.refunded:  # the amount came later
-            customer["spent"] = round(customer["spent"] + amount - before.amount, 2)
-        if order["refunded_at"] is not None and not before.refunded and paid:
-            customer["spent"] = max(0.0, round(customer["spent"] - amount, 2))
-        if paid:
-            for item in order["items"] or []:
-                if not isinstance(item, dict):
-                    continue
-                _add(stats["skus"], item.get("sku"))
-                _add(stats["categories"], item.get("category"))
+        _order_times(customer, order)
+        _totals(customer, order, before)
     if event.type == "order.reviewed":
-        rating = event.data.get("rating")
-        if rating is not None:
-            stats["last_rating"] = str(rating)
-            if str(rating) in ("bad", "neutral"):
-                stats["had_bad_review"] = True
-    elif event.type == "coupon.issued" and event.data.get("coupon_id") is not None:
-        coupon = stats["coupons"].setdefault(str(event.data["coupon_id"]), {})
-        coupon["issued_at"] = event.time.isoformat()
-        if event.data.get("expires_at") is not None:
-            coupon["expires_at"] = str(event.data["expires_at"])
-    elif event.type == "coupon.used" and event.data.get("coupon_id") is not None:
-        coupon = stats["coupons"].setdefault(str(event.data["coupon_id"]), {})
+        _review(customer["stats"], event)
+    elif event.type in ("coupon.issued", "coupon.used") and event.data.get("coupon_id") is not None:
+        _coupon(customer["stats"], event)
+
+
+def _order_times(customer: dict[str, Any], order: dict) -> None:
+    """Every order's time (its earliest event so far) is kept, so an order whose earlier
+    events arrive late moves the customer's first/last order time correctly."""
+    times = customer["stats"].setdefault("order_times", {})
+    times[order["id"]] = order["first_event_at"].isoformat()
+    known = [datetime.fromisoformat(t) for t in times.values()]
+    customer["first_order_at"], customer["last_order_at"] = min(known), max(known)
+
+
+def _totals(customer: dict[str, Any], order: dict, before: OrderBefore) -> None:
+    """Paid orders and money spent (to the cent: a float sum of 477.39 + 321.94 + 200.67
+    is not 1000), and what a paid order bought."""
+    amount = float(order["amount"] or 0)
+    paid = order["paid_at"] is not None
+    if paid and not before.paid:
+        customer["order_count"] += 1
+        customer["spent"] = round(customer["spent"] + amount, 2)
+    elif paid and amount != before.amount and not before.refunded:  # the amount came later
+        customer["spent"] = round(customer["spent"] + amount - before.amount, 2)
+    if order["refunded_at"] is not None and not before.refunded and paid:
+        customer["spent"] = max(0.0, round(customer["spent"] - amount, 2))
+    if paid:
+        for item in order["items"] or []:
+            if isinstance(item, dict):
+                _add(customer["stats"]["skus"], item.get("sku"))
+                _add(customer["stats"]["categories"], item.get("category"))
+
+
+def _review(stats: dict[str, Any], event: Event) -> None:
+    rating = event.data.get("rating")
+    if rating is not None:
+        stats["last_rating"] = str(rating)
+        if str(rating) in ("bad", "neutral"):
+            stats["had_bad_review"] = True
+
+
+def _coupon(stats: dict[str, Any], event: Event) -> None:
+    coupon = stats["coupons"].setdefault(str(event.data["coupon_id"]), {})
+    if event.type == "coupon.used":
         coupon["used_at"] = event.time.isoformat()
+        return
+    coupon["issued_at"] = event.time.isoformat()
+    if event.data.get("expires_at") is not None:
+        coupon["expires_at"] = str(event.data["expires_at"])
 
 
 def _add(values: list, value: Any) -> None:

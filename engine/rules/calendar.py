@@ -203,57 +203,76 @@ def parse_trigger(raw: dict, tz: ZoneInfo) -> Trigger:
         raise TriggerError("", f"write exactly one of {', '.join(KINDS)} (for example: when: {{idle: 60d}}); "
                                + (f"found {', '.join(kinds)}" if kinds else "or an event type such as order.paid"))
     kind = kinds[0]
-    value = raw[kind]
-    at = _parse_at(raw.get("at", "10:00"))
-    offset = timedelta(0)
-    if "offset" in raw:
-        offset = _signed_days(raw["offset"], "offset")
     if kind != "holiday" and "day" in raw:
         raise TriggerError("day", "day: first_day_off is for holidays only")
-    if kind == "idle":
+    if kind in ("idle", "cron"):
         for key in ("at", "offset"):
             if key in raw:
-                raise TriggerError(key, f"{key} does not apply to idle (it fires {value} after the latest order, "
-                                        "within send windows; use the rule's window: for the hours)")
-        try:
-            idle = parse_duration(value)
-        except ValueError:
-            raise TriggerError("idle", f"bad duration {value!r}; write days such as 60d") from None
-        if idle < timedelta(days=1):
-            raise TriggerError("idle", f"idle {value} is less than a day; write days such as 60d")
-        return Trigger("idle", idle=idle, text=f"idle {value}")
+                raise TriggerError(key, _NOT_FOR[kind].format(key=key, value=raw[kind]))
+        return _idle(raw["idle"]) if kind == "idle" else _cron(raw["cron"], tz)
+    at = _parse_at(raw.get("at", "10:00"))
+    offset = _signed_days(raw["offset"], "offset") if "offset" in raw else timedelta(0)
     if kind == "birthday":
-        if "offset" in raw:
-            raise TriggerError("offset", "write the offset as the birthday's value: birthday: -3d")
-        offset = _signed_days(value if value not in (None, "", 0) else "0d", "birthday")
-        return Trigger("birthday", offset=offset, at=at, text=f"birthday {value}")
+        return _birthday(raw, at)
     if kind == "holiday":
-        value = CHINESE_NAMES.get(str(value).strip(), value)
-        if value not in HOLIDAYS:
-            raise TriggerError("holiday", f"unknown holiday {value!r}{_meant_holiday(value)} (known: "
-                                          f"{', '.join(HOLIDAYS)}, or their Chinese names such as 中秋节)")
-        first = raw.get("day", "festival")
-        if first not in ("festival", "first_day_off"):
-            raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "
-                                      "or first_day_off (the first day of the statutory break)")
-        if first == "first_day_off" and value not in STATUTORY:
-            raise TriggerError("day", f"{value} has no statutory break; days off exist for {', '.join(STATUTORY)}")
-        return Trigger("holiday", offset=offset, at=at, holiday=value, first_day_off=first == "first_day_off",
-                       text=f"holiday {value}")
-    if kind == "date":
-        match = _DATE.match(str(value).strip())
-        if not match:
-            raise TriggerError("date", f"bad date {value!r}; write MM-DD for every year (11-11) or YYYY-MM-DD once")
-        year, month, day = match.groups()
-        try:
-            date(int(year or 2024), int(month), int(day))
-        except ValueError:
-            raise TriggerError("date", f"{value!r} is not a day of the calendar") from None
-        return Trigger("date", offset=offset, at=at, month_day=(int(year) if year else None, int(month), int(day)),
-                       text=f"date {value}")
-    for key in ("at", "offset"):
-        if key in raw:
-            raise TriggerError(key, f"{key} does not apply to cron; the cron expression gives the times")
+        return _holiday(raw, at, offset)
+    return _date(raw["date"], at, offset)
+
+
+_NOT_FOR = {
+    "idle": "{key} does not apply to idle (it fires {value} after the latest order, within send windows; use the "
+            "rule's window: for the hours)",
+    "cron": "{key} does not apply to cron; the cron expression gives the times",
+}
+
+
+def _idle(value) -> Trigger:
+    try:
+        idle = parse_duration(value)
+    except ValueError:
+        raise TriggerError("idle", f"bad duration {value!r}; write days such as 60d") from None
+    if idle < timedelta(days=1):
+        raise TriggerError("idle", f"idle {value} is less than a day; write days such as 60d")
+    return Trigger("idle", idle=idle, text=f"idle {value}")
+
+
+def _birthday(raw: dict, at: time) -> Trigger:
+    value = raw["birthday"]
+    if "offset" in raw:
+        raise TriggerError("offset", "write the offset as the birthday's value: birthday: -3d")
+    offset = _signed_days(value if value not in (None, "", 0) else "0d", "birthday")
+    return Trigger("birthday", offset=offset, at=at, text=f"birthday {value}")
+
+
+def _holiday(raw: dict, at: time, offset: timedelta) -> Trigger:
+    value = CHINESE_NAMES.get(str(raw["holiday"]).strip(), raw["holiday"])
+    if value not in HOLIDAYS:
+        raise TriggerError("holiday", f"unknown holiday {value!r}{_meant_holiday(value)} (known: "
+                                      f"{', '.join(HOLIDAYS)}, or their Chinese names such as 中秋节)")
+    first = raw.get("day", "festival")
+    if first not in ("festival", "first_day_off"):
+        raise TriggerError("day", f"day {first!r}: write festival (the festival day itself, the default) "
+                                  "or first_day_off (the first day of the statutory break)")
+    if first == "first_day_off" and value not in STATUTORY:
+        raise TriggerError("day", f"{value} has no statutory break; days off exist for {', '.join(STATUTORY)}")
+    return Trigger("holiday", offset=offset, at=at, holiday=value, first_day_off=first == "first_day_off",
+                   text=f"holiday {value}")
+
+
+def _date(value, at: time, offset: timedelta) -> Trigger:
+    match = _DATE.match(str(value).strip())
+    if not match:
+        raise TriggerError("date", f"bad date {value!r}; write MM-DD for every year (11-11) or YYYY-MM-DD once")
+    year, month, day = match.groups()
+    try:
+        date(int(year or 2024), int(month), int(day))
+    except ValueError:
+        raise TriggerError("date", f"{value!r} is not a day of the calendar") from None
+    return Trigger("date", offset=offset, at=at, month_day=(int(year) if year else None, int(month), int(day)),
+                   text=f"date {value}")
+
+
+def _cron(value, tz: ZoneInfo) -> Trigger:
     expression = " ".join(str(value).split())
     try:
         CronSim(expression, datetime(2026, 1, 1, tzinfo=tz))

@@ -6,20 +6,28 @@ are fine, disable the broken ones). Every problem names file, line, key path and
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
 
+from engine.config.limits import parse_window
+from engine.config.yamlfile import (
+    FULL_WIDTH,
+    YAML11_BOOL_WORDS,
+    Lines,
+    did_you_mean,
+    did_you_mean_name,
+    format_path,
+    load_yaml_file,
+)
 from engine.durations import format_duration, parse_duration
 from engine.errors import ExpressionError, Problem, TemplateError
+from engine.rules.calendar import TriggerError, parse_trigger
 from engine.rules.fields import STANDARD_TYPES
-from engine.config.limits import parse_window
 from engine.rules.model import Condition, Rule, RuleSet
 from engine.rules.sample import sample_context
-from engine.rules.calendar import TriggerError, parse_trigger
 from engine.rules.schema import FIELD_BY_NAME, FIELDS, FILE_KEYS, ID_PATTERN
 from engine.rules.templates import Templates
-from engine.config.yamlfile import (FULL_WIDTH, YAML11_BOOL_WORDS, Lines, did_you_mean, did_you_mean_name, format_path,
-                             load_yaml_file)
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "list-of-strings": "a list of texts",
                "integer": "a whole number", "mapping": "a calendar trigger such as {idle: 60d}"}
@@ -179,13 +187,8 @@ class _Validator:
         return self._compile(item, path, lines, report)
 
     def _shape(self, spec, value, key_path: tuple, report) -> None:
-        if spec.name in _NAME_KEYS:  # names, event types: a full-width character is a typing slip
-            for i, text in enumerate(value if isinstance(value, list) else [value]):
-                slip = next((c for c in str(text) if c in FULL_WIDTH), None) if isinstance(text, str) else None
-                if slip:
-                    where = key_path + (i,) if isinstance(value, list) else key_path
-                    report(where, f"full-width '{slip}' — write '{FULL_WIDTH[slip]}'")
-                    return
+        if spec.name in _NAME_KEYS and _full_width(value, key_path, report):
+            return  # names, event types: a full-width character is a typing slip
         if isinstance(value, list) and "list-of-strings" in spec.types:
             if not value:
                 report(key_path, f"is an empty list; write at least one (for example: {spec.name}: {spec.example})")
@@ -193,8 +196,7 @@ class _Validator:
                 if not _is_type(item, "string"):
                     report(key_path + (i,), f"must be text, not {_describe(item)} (for example: {spec.example})")
             return
-        ok = any(_is_type(value, t) for t in spec.types)
-        if not ok:
+        if not any(_is_type(value, t) for t in spec.types):
             words = [_TYPE_WORDS.get(t, t) for t in spec.types]
             wanted = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
             report(key_path, f"must be {wanted}, not {_describe(value)} (for example: {spec.name}: {spec.example})")
@@ -207,80 +209,63 @@ class _Validator:
 
     # stage 2: meaning ----------------------------------------------------------------
     def _compile(self, item: dict, path: tuple, lines: Lines, report) -> Rule | None:
-        errors_before = _ErrorCounter(report)
-        report = errors_before
-        trigger = None
-        if isinstance(item["when"], dict):
-            when: tuple[str, ...] = ()
-            try:
-                trigger = parse_trigger(item["when"], self.templates.tz)
-            except TriggerError as exc:
-                report(("when", exc.key) if exc.key else ("when",), exc.message)
-        else:
-            when = _as_tuple(item["when"])
-        for i, etype in enumerate(when):
-            if etype not in STANDARD_TYPES:
-                key = ("when",) if isinstance(item["when"], str) else ("when", i)
-                report(key, f"unknown event type {etype!r}{did_you_mean(etype, STANDARD_TYPES)} "
-                            "(custom types are allowed; ignore this if it is one)", "warning")
-        durations = {}
-        for key in ("wait", "expires", "cooldown"):
-            if key in item:
-                try:
-                    durations[key] = parse_duration(item[key])
-                except ValueError as exc:
-                    report((key,), str(exc))
-        if durations.get("wait") and durations.get("expires") and durations["wait"] > durations["expires"]:
-            report(("expires",), f"expires {item['expires']} is shorter than wait {item['wait']}: expires counts from "
-                                 "when the message is due (its event + wait), so it may still go "
-                                 f"{format_duration(durations['wait'] + durations['expires'])} after the event (if you "
-                                 f"meant {item['expires']} after the event, no message of this rule could ever go)",
-                   "warning")
+        report = errors = _ErrorCounter(report)
+        trigger, when = self._when(item, report)
+        durations = _durations(item, report)
         window = None
         if "window" in item:
             try:
                 window = parse_window(item["window"])
             except ValueError as exc:
                 report(("window",), str(exc))
-        channel = item["channel"]
-        if channel not in self.channels:
-            report(("channel",), f"unknown channel {channel!r}; channels in config.yaml: "
-                                 f"{', '.join(self.channels) or '(none)'}{did_you_mean(channel, self.channels)}")
+        self._channel(item["channel"], report)
         template_ok = self._check_template(item["template"], report)
-        once_per = item.get("once_per", "event")
-        if once_per == "order" and when and all(not t.startswith("order.") for t in when):
-            report(("once_per",), "once_per: order needs order events in 'when'; use customer or event")
-        if isinstance(item["when"], dict):
-            for key in ("once_per", "wait", "send_at"):
-                if key in item:
-                    report((key,), f"{key} does not apply to a calendar trigger: it fires once per moment "
-                                   "(per idle spell, birthday, holiday or date) at the trigger's own time")
+        _scope(item, when, report)
         conditions = self._conditions(item, "if", report)
         unless = self._conditions(item, "unless", report)
-        send_at = None
-        if "send_at" in item:
-            compiled = self._conditions(item, "send_at", report)
-            send_at = compiled[0] if compiled else None
+        send_at = (self._conditions(item, "send_at", report) or [None])[0] if "send_at" in item else None
         if trigger is not None and trigger.kind == "idle":  # a new order meanwhile ends the idle spell
-            days = trigger.idle.days
-            source = f"customer.days_since_last_order < {days}"
+            source = f"customer.days_since_last_order < {trigger.idle.days}"
             unless.insert(0, Condition(source, self.templates.compile_expression(source)))
-        if errors_before.count:
+        if errors.count:
             return None
         label = trigger.label if trigger is not None else when[0]
         self._check_budget(item, {"if": conditions, "unless": unless, "send_at": [send_at] if send_at else []},
                            when, label, report)
         if template_ok:
             self._check_sample(item["template"], when, label, report)
-        if errors_before.count:
+        if errors.count:
             return None
-        return Rule(trigger=trigger, id=item["id"], name=item.get("name") or item["id"], kind=item.get("kind", "marketing"),
-                    when=when, channel=channel, template=item["template"], once_per=once_per,
+        return Rule(trigger=trigger, id=item["id"], name=item.get("name") or item["id"],
+                    kind=item.get("kind", "marketing"),
+                    when=when, channel=item["channel"], template=item["template"],
+                    once_per=item.get("once_per", "event"),
                     conditions=tuple(conditions), unless=tuple(unless), wait=durations.get("wait"),
                     send_at=send_at, expires=durations.get("expires"), cooldown=durations.get("cooldown"),
                     window=window, priority=item.get("priority", 0), on_limit=item.get("on_limit", "skip"),
                     to=item.get("to", "customer"), enabled=item.get("enabled", True),
                     file=lines.file, line=lines.line(path), key_path=format_path(path), raw=dict(item))
+
+    def _when(self, item: dict, report):
+        """(calendar trigger or None, event types): a calendar trigger has no event types."""
+        if isinstance(item["when"], dict):
+            try:
+                return parse_trigger(item["when"], self.templates.tz), ()
+            except TriggerError as exc:
+                report(("when", exc.key) if exc.key else ("when",), exc.message)
+                return None, ()
+        when = _as_tuple(item["when"])
+        for i, etype in enumerate(when):
+            if etype not in STANDARD_TYPES:
+                key = ("when",) if isinstance(item["when"], str) else ("when", i)
+                report(key, f"unknown event type {etype!r}{did_you_mean(etype, STANDARD_TYPES)} "
+                            "(custom types are allowed; ignore this if it is one)", "warning")
+        return None, when
+
+    def _channel(self, channel: str, report) -> None:
+        if channel not in self.channels:
+            report(("channel",), f"unknown channel {channel!r}; channels in config.yaml: "
+                                 f"{', '.join(self.channels) or '(none)'}{did_you_mean(channel, self.channels)}")
 
     def _conditions(self, item: dict, key: str, report) -> list[Condition]:
         if key not in item:
@@ -364,6 +349,48 @@ class _Validator:
                     if "took too long" in exc.reason or exc.reason.startswith("SecurityError"):
                         where = (key,) if isinstance(item.get(key), str) else (key, i)
                         report(where, exc.reason)
+
+
+def _full_width(value, key_path: tuple, report) -> bool:
+    """Report a full-width character in a name or an event type (a Chinese keyboard's
+    '，' or '：'); True when there was one."""
+    for i, text in enumerate(value if isinstance(value, list) else [value]):
+        slip = next((c for c in text if c in FULL_WIDTH), None) if isinstance(text, str) else None
+        if slip:
+            report(key_path + (i,) if isinstance(value, list) else key_path,
+                   f"full-width '{slip}' — write '{FULL_WIDTH[slip]}'")
+            return True
+    return False
+
+
+def _durations(item: dict, report) -> dict[str, timedelta]:
+    """wait, expires and cooldown as durations; an expiry shorter than the wait is a warning."""
+    durations = {}
+    for key in ("wait", "expires", "cooldown"):
+        if key in item:
+            try:
+                durations[key] = parse_duration(item[key])
+            except ValueError as exc:
+                report((key,), str(exc))
+    if durations.get("wait") and durations.get("expires") and durations["wait"] > durations["expires"]:
+        report(("expires",), f"expires {item['expires']} is shorter than wait {item['wait']}: expires counts from "
+                             "when the message is due (its event + wait), so it may still go "
+                             f"{format_duration(durations['wait'] + durations['expires'])} after the event (if you "
+                             f"meant {item['expires']} after the event, no message of this rule could ever go)",
+               "warning")
+    return durations
+
+
+def _scope(item: dict, when: tuple[str, ...], report) -> None:
+    """once_per, wait and send_at where they mean something."""
+    once_per = item.get("once_per", "event")
+    if once_per == "order" and when and all(not t.startswith("order.") for t in when):
+        report(("once_per",), "once_per: order needs order events in 'when'; use customer or event")
+    if isinstance(item["when"], dict):
+        for key in ("once_per", "wait", "send_at"):
+            if key in item:
+                report((key,), f"{key} does not apply to a calendar trigger: it fires once per moment "
+                               "(per idle spell, birthday, holiday or date) at the trigger's own time")
 
 
 class _ErrorCounter:

@@ -9,11 +9,11 @@ from datetime import date
 
 from engine.config.loader import Config
 from engine.errors import Problem, TemplateError
+from engine.rules.calendar import days_off_known_until
 from engine.rules.model import RuleSet
 from engine.rules.sample import sample_context
 from engine.rules.sms import sms_style
 from engine.rules.templates import Templates
-from engine.rules.calendar import days_off_known_until
 
 
 def sms_length_warnings(rules: RuleSet, templates: Templates, config: Config) -> list[Problem]:

@@ -18,16 +18,16 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from jinja2 import meta
-from jinja2.loaders import split_template_path
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.budget import OverBudget, limited
+from engine.config.textfile import NotUtf8, decode
 from engine.contacts import mask_phone
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
 from engine.rules.fields import Fields
-from engine.config.textfile import NotUtf8, decode
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
 MAX_NUMBER = 10 ** 15  # the largest number an expression may write (as intake accepts in events)

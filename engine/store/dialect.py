@@ -91,54 +91,16 @@ class BulkWrite:
     SQLAlchemy's per-row parameter processing would cost more than the database."""
 
     def __init__(self, engine: Engine, table, conflict: tuple[str, ...] = (), update: bool = False):
-        from engine.store.tables import UTCDateTime, encode_time  # noqa: PLC0415 - avoid a cycle
-
         self.name = engine.dialect.name
         columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
         self.keys = [c.name for c in columns]
-        holder = "?" if self.name == "sqlite" else "%s"
-        holders = []
-        encoders = []
-        for column in columns:
-            if isinstance(column.type, UTCDateTime):
-                encoders.append(lambda v, d=self.name: encode_time(v, d))
-                holders.append(holder)
-            elif column.type.__class__.__name__ == "JSON":
-                encoders.append(_json_dumps)
-                holders.append(holder if self.name == "sqlite" else f"CAST({holder} AS JSON)")
-            elif _is_float(column.type):
-                # an amount arrives as 199 or 199.0: one type per column (PostgreSQL's
-                # array parameters refuse a list mixing int and float)
-                encoders.append(float)
-                holders.append(holder)
-            else:
-                encoders.append(None)
-                holders.append(holder)
+        encoders, holders = zip(*(_encoding(column, self.name) for column in columns))
         self._get = itemgetter(*self.keys)
         self._encode = [(i, enc) for i, enc in enumerate(encoders) if enc is not None]
-        on_conflict = ""
-        if conflict:
-            target = ", ".join(conflict)
-            if update:
-                sets = ", ".join(f"{k} = excluded.{k}" for k in self.keys if k not in conflict)
-                on_conflict = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
-            else:
-                on_conflict = f" ON CONFLICT ({target}) DO NOTHING"
+        on_conflict = _on_conflict(self.keys, conflict, update)
         self.sql = f"INSERT INTO {table.name} ({', '.join(self.keys)}) VALUES ({', '.join(holders)}){on_conflict}"
-        self._unnest = None
-        if self.name == "postgresql":
-            # every column as one array parameter: one short statement for any number of
-            # rows (psycopg's executemany sends a statement per row, and a multi-row VALUES
-            # of thousands of placeholders costs psycopg more to parse than to run)
-            names = [f"c{i}" for i in range(len(columns))]
-            arrays, picks = [], []
-            for name, column in zip(names, columns):
-                json = column.type.__class__.__name__ == "JSON"
-                kind = "TEXT" if json else column.type.compile(dialect=engine.dialect)
-                arrays.append(f"%b::{kind}[]")  # binary: no text quoting of every element
-                picks.append(f"{name}::JSON" if json else name)
-            self._unnest = (f"INSERT INTO {table.name} ({', '.join(self.keys)}) SELECT {', '.join(picks)} "
-                            f"FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}){on_conflict}")
+        self._unnest = (_unnest_sql(engine, table, columns, self.keys, on_conflict)
+                        if self.name == "postgresql" else None)
 
     def rows(self, rows: list[dict]) -> list[tuple]:
         get, encode, out = self._get, self._encode, []
@@ -175,6 +137,47 @@ class BulkWrite:
             else:
                 out[i] = [None if v is None else encode(v) for v in column]
         return out
+
+
+def _encoding(column, dialect_name: str):
+    """How BulkWrite sends a column's values: (encoder or None, placeholder)."""
+    from engine.store.tables import UTCDateTime, encode_time  # noqa: PLC0415 - avoid a cycle
+
+    holder = "?" if dialect_name == "sqlite" else "%s"
+    if isinstance(column.type, UTCDateTime):
+        return (lambda v, d=dialect_name: encode_time(v, d)), holder
+    if column.type.__class__.__name__ == "JSON":
+        return _json_dumps, (holder if dialect_name == "sqlite" else f"CAST({holder} AS JSON)")
+    if _is_float(column.type):
+        # an amount arrives as 199 or 199.0: one type per column (PostgreSQL's array
+        # parameters refuse a list mixing int and float)
+        return float, holder
+    return None, holder
+
+
+def _on_conflict(keys: list[str], conflict: tuple[str, ...], update: bool) -> str:
+    if not conflict:
+        return ""
+    target = ", ".join(conflict)
+    if update:
+        sets = ", ".join(f"{k} = excluded.{k}" for k in keys if k not in conflict)
+        return f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+    return f" ON CONFLICT ({target}) DO NOTHING"
+
+
+def _unnest_sql(engine: Engine, table, columns, keys: list[str], on_conflict: str) -> str:
+    """PostgreSQL: every column as one array parameter: one short statement for any number
+    of rows (psycopg's executemany sends a statement per row, and a multi-row VALUES of
+    thousands of placeholders costs psycopg more to parse than to run)."""
+    names = [f"c{i}" for i in range(len(columns))]
+    arrays, picks = [], []
+    for name, column in zip(names, columns):
+        json = column.type.__class__.__name__ == "JSON"
+        kind = "TEXT" if json else column.type.compile(dialect=engine.dialect)
+        arrays.append(f"%b::{kind}[]")  # binary: no text quoting of every element
+        picks.append(f"{name}::JSON" if json else name)
+    return (f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT {', '.join(picks)} "
+            f"FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}){on_conflict}")
 
 
 class BulkRead:

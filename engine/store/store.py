@@ -5,20 +5,34 @@ database: `messages` has a unique key on (rule_id, dedup_key) and events on thei
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable
 
-from contextlib import contextmanager
-
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.store import dialect
-from engine.store.tables import (IN_FLIGHT_WHERE, OBSOLETE_INDEXES, PENDING_WHERE, SLOTTED_WHERE, customers,
-                                 daemon_state, decode_time, encode_time, events, message_log, messages, metadata,
-                                 orders, rejected_events, sends, sweeps)
+from engine.store.tables import (
+    IN_FLIGHT_WHERE,
+    OBSOLETE_INDEXES,
+    PENDING_WHERE,
+    SLOTTED_WHERE,
+    customers,
+    daemon_state,
+    decode_time,
+    encode_time,
+    events,
+    message_log,
+    messages,
+    metadata,
+    orders,
+    rejected_events,
+    sends,
+    sweeps,
+)
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
@@ -166,7 +180,8 @@ class Store:
             for rule_id, detail in reasons.items():
                 ids = [r[0] for r in dialect.raw_rows(
                     conn, f"UPDATE messages SET state = 'cancelled', reason = 'rule_removed', detail = {p}, "
-                          f"updated_at = {p} WHERE {_PENDING_SQL} AND rule_id = {p} RETURNING id", (detail, at, rule_id))]
+                          f"updated_at = {p} WHERE {_PENDING_SQL} AND rule_id = {p} RETURNING id",
+                    (detail, at, rule_id))]
                 for start in range(0, len(ids), _CHUNK):
                     part = ids[start:start + _CHUNK]
                     conn.exec_driver_sql(

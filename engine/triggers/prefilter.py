@@ -78,24 +78,8 @@ class _Translator:
 
     def node(self, node: nodes.Node) -> Predicate | None:
         """None: unknown (keeps every row)."""
-        if isinstance(node, nodes.And):
-            left, right = self.node(node.left), self.node(node.right)
-            known = [p for p in (left, right) if p is not None]
-            if not known:
-                return None
-            both = left is not None and right is not None
-            combined = _and(known)
-            return Predicate(combined.sql, combined.params, combined.exact and both)
-        if isinstance(node, nodes.Or):
-            left, right = self.node(node.left), self.node(node.right)
-            if left is None or right is None:
-                return None
-            return Predicate(f"({left.sql} OR {right.sql})", left.params + right.params, left.exact and right.exact)
-        if isinstance(node, nodes.Not):
-            inner = self.node(node.node)
-            if inner is None or not inner.exact:
-                return None
-            return Predicate(f"NOT ({inner.sql})", inner.params, True)
+        if isinstance(node, (nodes.And, nodes.Or, nodes.Not)):
+            return self.logic(node)
         if isinstance(node, nodes.Const) and isinstance(node.value, bool):
             return TRUE if node.value else FALSE
         if isinstance(node, nodes.Compare) and len(node.ops) == 1:
@@ -103,6 +87,25 @@ class _Translator:
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "segment":
             return self.segment(node)
         return None
+
+    def logic(self, node: nodes.And | nodes.Or | nodes.Not) -> Predicate | None:
+        """and: what is known of either side (exact when both are); or: both sides must be
+        known; not: only of an exact predicate."""
+        if isinstance(node, nodes.Not):
+            inner = self.node(node.node)
+            if inner is None or not inner.exact:
+                return None
+            return Predicate(f"NOT ({inner.sql})", inner.params, True)
+        left, right = self.node(node.left), self.node(node.right)
+        if isinstance(node, nodes.Or):
+            if left is None or right is None:
+                return None
+            return Predicate(f"({left.sql} OR {right.sql})", left.params + right.params, left.exact and right.exact)
+        known = [p for p in (left, right) if p is not None]
+        if not known:
+            return None
+        combined = _and(known)
+        return Predicate(combined.sql, combined.params, combined.exact and len(known) == 2)
 
     def segment(self, node: nodes.Call) -> Predicate | None:
         if len(node.args) != 1 or not isinstance(node.args[0], nodes.Const) or node.kwargs:

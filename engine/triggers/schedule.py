@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.clock import ceil_minute
 from engine.errors import ExpressionError
 from engine.intake.events import Event
-from engine.clock import ceil_minute
 from engine.rules.model import Rule
 
 

@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 from loguru import logger
 
-from engine.rules.context import build_context
-from engine.errors import ExpressionError
 from engine.clock import ceil_minute
 from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
+from engine.errors import ExpressionError
+from engine.rules.context import build_context
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
 from engine.store.tables import encode_time
@@ -185,7 +185,8 @@ class Sweeper:
             "rule_id": rule.id, "dedup_key": key, "customer_id": customer["id"], "order_id": None, "event_id": None,
             "channel": rule.channel, "kind": rule.kind, "due_at": due,
             "expires_at": due + rule.expires if rule.expires is not None else None, "state": "pending",
-            "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now, "updated_at": now,
+            "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now,
+            "updated_at": now,
         })
 
 

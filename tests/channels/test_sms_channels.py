@@ -18,8 +18,8 @@ from engine.clock import VirtualClock
 from engine.dryrun.replay import run_dry
 from engine.intake.events import parse_event
 from engine.rules.sms import sms_channels
-from tests.localhttp import LocalServer
 from tests.channels.test_aliyun_sms import ENV, FakeAliyun
+from tests.localhttp import LocalServer
 
 NOW = datetime(2026, 11, 11, 4, 0, tzinfo=timezone.utc)  # 12:00 in Shanghai: no quiet hours
 PROMO = "双11返场，全场8折"

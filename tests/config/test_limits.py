@@ -5,15 +5,15 @@ where every mistake is reported with file, line, key path and the fix."""
 from __future__ import annotations
 
 from datetime import time, timedelta
-from re import escape as _escape
 from pathlib import Path
+from re import escape as _escape
 from textwrap import dedent
 
 import pytest
 
+from engine.config.limits import Cap, DailyWindow, Rate, parse_cap, parse_rate, parse_window
 from engine.config.loader import load_config
 from engine.errors import ConfigError
-from engine.config.limits import Cap, DailyWindow, Rate, parse_cap, parse_rate, parse_window
 from tests.conftest import ROOT
 
 CAP_HINT = "write COUNT/WINDOW, such as 3/7d (at most 3 messages in any 7 days)"

@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 from loguru import logger
 
-from engine.daemon.http import build_app
 from engine.config.http import HttpConfig
+from engine.daemon.http import build_app
 from engine.daemon.metrics import Metrics
 from engine.daemon.server import HttpServer, ListenError
 from tests.helpers import created, event, jsonl

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 
 from engine.app import Engine, load_project
+from engine.daemon.reload import Reloader
 from engine.daemon.ticker import Daemon
 from engine.intake.events import parse_event
-from engine.daemon.reload import Reloader
 from tests.conftest import recording_channels
 from tests.helpers import T0, created
 

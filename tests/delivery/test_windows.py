@@ -192,8 +192,8 @@ from datetime import timedelta  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from engine.delivery.gate import Gate  # noqa: E402
 from engine.config.limits import Limits  # noqa: E402
+from engine.delivery.gate import Gate  # noqa: E402
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 from engine.app import Engine
 from engine.clock import VirtualClock
 from engine.dryrun.replay import _floor, read_events, run_dry
-from engine.triggers.sweeps import AHEAD
 from engine.store import Store
+from engine.triggers.sweeps import AHEAD
 from tests.conftest import ROOT, recording_channels
 from tests.helpers import created, event
 

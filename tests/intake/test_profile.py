@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from engine.config.loader import load_config
-from engine.rules.context import build_context
+from engine.config.profile import ProfileConfig, Tier
 from engine.errors import ConfigError
 from engine.intake.events import parse_event
 from engine.intake.profile import birthday_md
-from engine.config.profile import ProfileConfig, Tier
-from engine.store import Store
+from engine.rules.context import build_context
 from engine.rules.templates import Templates
+from engine.store import Store
 from tests.helpers import T0, created, event
 
 UTC = timezone.utc

@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.rules.context import build_context
+from engine.contacts import mask_phone
 from engine.errors import ExpressionError, TemplateError
 from engine.intake.events import parse_event
 from engine.intake.state import apply_customer, apply_order, new_customer, new_order
-from engine.contacts import mask_phone
+from engine.rules.context import build_context
 from engine.rules.templates import Record, Templates, sms_segments
 from tests.conftest import ROOT
 from tests.helpers import created, event

@@ -11,15 +11,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.rules.context import build_context
-from engine.errors import ExpressionError
 from engine.config.profile import ProfileConfig, Tier
+from engine.errors import ExpressionError
 from engine.intake.state import new_customer
+from engine.rules.context import build_context
+from engine.rules.templates import Templates
 from engine.store import IngestWrite
 from engine.store.tables import encode_time
-from engine.triggers.sweeps import _parse_expression
-from engine.rules.templates import Templates
 from engine.triggers.prefilter import customer_filter
+from engine.triggers.sweeps import _parse_expression
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 11, 6, 0, tzinfo=timezone.utc)
