@@ -4,6 +4,7 @@ and the dry-run all build an Engine; only the store, channels and clock differ."
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from engine.rules.sms import sms_style
 from engine.rules.templates import Templates
 from engine.store import Store
 from engine.triggers.sweeps import Sweeper, SweepReport
+
+SEND_THREADS = 8  # channels sending side by side in one dispatch pass
 
 
 @dataclass
@@ -77,6 +80,9 @@ class Engine:
         self.channel_health = ChannelHealth()  # kept across reloads, like the channels
         self.send_pace = SendPace(clock.now, clock.sleep_until)  # likewise: the send loops' pacing
         self.log_decisions = False  # the daemon logs one line per decision
+        # the threads that send each channel's share of a batch side by side, so one slow
+        # provider does not hold up the others (made as needed; shut down by close)
+        self.senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
         self._wire(project, gate)
 
     def _wire(self, project: Project, gate: Gate | None = None) -> None:
@@ -89,12 +95,13 @@ class Engine:
         dispatcher = Dispatcher(self.store, rules, project.templates, self.channels,
                                 gate or Gate(config.limits, config.timezone), config.timezone, config.shop,
                                 config.dispatch.batch_size, config.profile, config.dispatch.retry,
-                                self.channel_health, self.send_pace)
+                                self.channel_health, self.send_pace, self.senders)
         dispatcher.log_decisions = self.log_decisions
         dispatcher.sms = {name: style for name, c in config.channels.items()
                           if (style := sms_style(c.type, c.options, config.shop)) is not None}
         sweeper = Sweeper(self.store, rules, config.timezone, config.shop, config.profile,
-                          segments=lambda: project.templates.segment_sources)
+                          segments=lambda: project.templates.segment_sources,
+                          parse=project.templates.parse_expression)
         self.project, self.intake, self.dispatcher, self.sweeper = project, intake, dispatcher, sweeper
 
     def swap(self, project: Project) -> None:
@@ -122,6 +129,8 @@ class Engine:
         return self.store.release_stale_claims(self.clock.now(), self.project.config.dispatch.lease)
 
     def close(self) -> None:
+        """Finish the sends in hand, then close the channels and the store."""
+        self.senders.shutdown(wait=True)
         for channel in self.channels.values():
             channel.close()
         self.store.close()

@@ -18,6 +18,7 @@ from engine.clock import SystemClock
 from engine.daemon import logs
 from engine.errors import ConfigError, EventError
 from engine.intake.events import parse_time
+from engine.outcomes import Outcome, State
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_ERRORS, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
@@ -237,8 +238,11 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
         store.reject([{"source": source, "line": r.line, "raw": r.raw, "reason": r.reason, "received_at": now}
                       for r in rejected])
         engine = Engine(project, store, {}, clock)
-        result = engine.ingest(events)
-        store.reject(rejected_later(result.rejected, source, now))
+        try:
+            result = engine.ingest(events)
+            store.reject(rejected_later(result.rejected, source, now))
+        finally:
+            engine.close()
     finally:
         store.close()
     rejected += [Rejected(event.line, reason, "") for event, reason in result.rejected]
@@ -377,7 +381,7 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     try:
         depth = store.queue_depth()
         upcoming = store.next_due(next_count)
-        failures = store.recent_log("failed", now - timedelta(days=1))
+        failures = store.recent_log(Outcome.FAILED, now - timedelta(days=1))
         state = store.daemon_state()
         phones = {c["id"]: c.get("phone") for c in store.customers_by_id(m["customer_id"] for m in upcoming).values()}
     finally:
@@ -391,7 +395,7 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     click.echo(f"rules on disk: {len(rules.rules)} ({sum(r.enabled for r in rules.rules)} enabled), "
                f"{len(project.errors)} error(s)" + ("; run `run.py check`" if project.errors else ""))
     click.echo("")
-    states = ("pending", "claimed", "sending")
+    states = (State.PENDING, State.CLAIMED, State.SENDING)
     by_rule: dict[str, dict[str, int]] = {}
     for (rule_id, st), n in depth.items():
         by_rule.setdefault(rule_id, {})[st] = n

@@ -3,6 +3,8 @@ optionally JSON lines (one object per line, for a log shipper) and a rotated fil
 
 from __future__ import annotations
 
+import inspect
+import logging
 import sys
 from datetime import datetime, tzinfo
 
@@ -29,6 +31,45 @@ def setup(level: str = "INFO", *, json: bool = False, file: str | None = None, r
     logger.add(sys.stderr, **common)
     if file:
         logger.add(file, rotation=rotation, retention=retention, encoding="utf-8", enqueue=True, **common)
+    bridge_std_logging(level)
+
+
+# Libraries whose INFO lines are per-request noise or carry what must not be logged: httpx
+# logs every request's URL at INFO, and an SMS provider's URL holds the phone number.
+QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "watchfiles": logging.WARNING,
+         "apscheduler": logging.ERROR}
+
+
+class InterceptHandler(logging.Handler):
+    """The standard `logging` into loguru (loguru's documented recipe): uvicorn, APScheduler,
+    httpx and any other library log to the same sinks, in the same format, as the engine.
+    The library's logger name is the line's component ("uvicorn.error", "httpx", ...)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        # find the caller outside the logging module, so loguru reports where the line came from
+        frame, depth = inspect.currentframe(), 0
+        while frame and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.bind(component=record.name).opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+
+def bridge_std_logging(level: str = "INFO") -> None:
+    """Route every standard-library logger through loguru: the root logger gets the one
+    InterceptHandler, and the loggers that libraries configure themselves (uvicorn's) drop
+    their own handlers and propagate to it."""
+    logging.basicConfig(handlers=[InterceptHandler()], level=logging.getLevelName(level.upper()), force=True)
+    for name, floor in QUIET.items():
+        logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level.upper())))
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("uvicorn", "apscheduler", "httpx", "httpcore", "watchfiles")):
+            std = logging.getLogger(name)
+            std.handlers = []
+            std.propagate = True
 
 
 def _offset(t: datetime) -> str:

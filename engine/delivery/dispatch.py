@@ -8,8 +8,7 @@ next."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -27,10 +26,12 @@ from engine.delivery.pacing import PACE_AHEAD, Schedule, SendPace
 from engine.durations import format_duration
 from engine.errors import ExpressionError, TemplateError
 from engine.intake.state import new_customer
+from engine.outcomes import Outcome, Reason, State
 from engine.rules.context import build_context
 from engine.rules.model import Rule, RuleSet
 from engine.rules.sms import SmsStyle
 from engine.store import Store
+from engine.store.rows import LogRow, log_row
 
 log = logger.bind(component="dispatch")
 PACED = "paced"  # a message waiting for its send slot on a rate-limited channel (not a decision)
@@ -38,8 +39,8 @@ PACED = "paced"  # a message waiting for its send slot on a rate-limited channel
 
 @dataclass
 class Decision:
-    outcome: str
-    reason: str | None = None
+    outcome: Outcome | State  # a final outcome, or the state a message moves to (claimed, sending, pending)
+    reason: Reason | str | None = None  # a reason code, or PACED
     detail: str | None = None
     body: str | None = None
     retry_at: datetime | None = None
@@ -105,10 +106,13 @@ class Dispatcher:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], templates, channels: dict[str, Channel],
                  gate: Gate, tz: ZoneInfo, shop: dict, batch_size: int = 500, profile: ProfileConfig | None = None,
                  retry: RetryConfig | None = None, health: "ChannelHealth | None" = None,
-                 pace: SendPace | None = None):
+                 pace: SendPace | None = None, senders: Executor | None = None):
         """`pace`: the send loops' own pacing on the real clock (the engine's, kept across
-        reloads); without it, or on the virtual clock, a send does not wait for its slot."""
+        reloads); without it, or on the virtual clock, a send does not wait for its slot.
+        `senders`: the threads that send each channel's share of a batch side by side (the
+        engine's, closed with it); without them, the channels' shares go one after another."""
         self.pace = pace
+        self.senders = senders
         self.profile = profile
         self.retry = retry or RetryConfig()
         self.health = health or ChannelHealth()
@@ -185,7 +189,8 @@ class Dispatcher:
             for message in claimed:
                 at = message["due_at"] if virtual else now
                 if message["id"] in unreadable:
-                    decided.append((message, at, Decision("failed", "engine_error", unreadable[message["id"]])))
+                    decided.append((message, at, Decision(Outcome.FAILED, Reason.ENGINE_ERROR,
+                                                          unreadable[message["id"]])))
                     continue
                 customer = customers.get(message["customer_id"]) or new_customer(message["customer_id"])
                 try:
@@ -193,7 +198,7 @@ class Dispatcher:
                                            orders.get(message["order_id"]), events.get(message["event_id"]), at)
                 except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
                     log.exception("message {} of rule {}: unexpected error", message["id"], message["rule_id"])
-                    result = Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}")
+                    result = Decision(Outcome.FAILED, Reason.ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
                 if isinstance(result, Decision):
                     decided.append((message, at, result))
                 else:
@@ -205,16 +210,15 @@ class Dispatcher:
         for row in sent_log:
             report.count(row["outcome"], row["rule_id"])
         report.rescheduled.extend((row["customer_id"], update["due_at"]) for row, update in zip(sent_log, sent_updates)
-                                  if update["state"] == "pending")
+                                  if update["state"] == State.PENDING)
         failed = set(unreserve)
         judged_before = list(decided)
         for message, at, decision, depends_on in provisional:
             if failed & depends_on:  # the send that capped it did not happen: judge it again
-                sent_updates.append(_update(message, message["due_at"], "pending", Decision("pending")))
+                sent_updates.append(_update(message, message["due_at"], State.PENDING, Decision(State.PENDING)))
             else:
                 decided.append((message, at, decision))
-                sent_updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
-                                            else decision.outcome, decision))
+                sent_updates.append(_update(message, at, _state_after(decision), decision))
                 sent_log.append(_log_row(message, at, decision))
         self.store.finish(sent_updates, sent_log, unreserve)
         if self.log_decisions:
@@ -242,20 +246,21 @@ class Dispatcher:
     def _prepare(self, message: dict, rule: Rule | None, customer: dict, order: dict | None,
                  event: dict | None, at: datetime) -> Decision | Ready:
         if rule is None or not rule.enabled:
-            return Decision("cancelled", "rule_unavailable",
+            return Decision(Outcome.CANCELLED, Reason.RULE_UNAVAILABLE,
                             f"rule {message['rule_id']} is not loaded now (removed, disabled or broken)")
         if message["expires_at"] is not None and at > message["expires_at"]:
             if rule.expires is None:  # a deadline set by a deferral (limits.max_deferral)
-                return Decision("expired", "expired", "could not be sent before its deadline "
+                return Decision(Outcome.EXPIRED, Reason.EXPIRED, "could not be sent before its deadline "
                                                       f"{message['expires_at'].astimezone(self.tz):%Y-%m-%d %H:%M} "
                                                       "(limits.max_deferral after its first due time): "
                                                       f"{_late(at - message['expires_at'])} past it")
             late = at - message["due_at"]
-            return Decision("expired", "expired", f"could not be sent within {rule.raw.get('expires')} of its "
-                                                  f"due time ({_late(late)} late)")
+            return Decision(Outcome.EXPIRED, Reason.EXPIRED,
+                            f"could not be sent within {rule.raw.get('expires')} of its "
+                            f"due time ({_late(late)} late)")
         if message["expires_at"] is None and at > message["due_at"] + self.gate.limits.max_deferral:
             # a backlog (the daemon was stopped, or fell behind): stale past the longest deferral
-            return Decision("expired", "expired", f"not sent within limits.max_deferral "
+            return Decision(Outcome.EXPIRED, Reason.EXPIRED, f"not sent within limits.max_deferral "
                                                   f"({format_duration(self.gate.limits.max_deferral)}) of its due time "
                                                   f"{message['due_at'].astimezone(self.tz):%Y-%m-%d %H:%M}: "
                                                   f"{_late(at - message['due_at'])} late")
@@ -267,12 +272,12 @@ class Dispatcher:
         try:
             for condition in rule.unless:
                 if condition.evaluate(context):
-                    return Decision("cancelled", "unless", _unless_detail(condition.source, order))
+                    return Decision(Outcome.CANCELLED, Reason.UNLESS, _unless_detail(condition.source, order))
         except ExpressionError as exc:
-            return Decision("failed", "expression_error", str(exc))
+            return Decision(Outcome.FAILED, Reason.EXPRESSION_ERROR, str(exc))
         channel = self.channels.get(message["channel"])
         if channel is None:
-            return Decision("failed", "channel_unavailable",
+            return Decision(Outcome.FAILED, Reason.CHANNEL_UNAVAILABLE,
                             f"channel {message['channel']!r} is not in config.yaml any more")
         paused = self.health.paused_until(channel.name, at)
         if paused is not None:  # the provider is failing: wait without using an attempt
@@ -280,7 +285,7 @@ class Dispatcher:
                                                        f"failures in a row ({self.health.last_error(channel.name)})")
         to = channel.address(customer)
         if to is None:
-            return Decision("failed", "no_contact", f"customer {message['customer_id']} has no "
+            return Decision(Outcome.FAILED, Reason.NO_CONTACT, f"customer {message['customer_id']} has no "
                                                      f"{channel.contact} for channel {channel.name}")
         return Ready(Candidate(message, rule, customer, at), channel, to, context)
 
@@ -350,7 +355,7 @@ class Dispatcher:
             return slot, paced, set()
         except Exception as exc:  # noqa: BLE001 - one message's problem must not stop the queue
             log.exception("message {} of rule {}: unexpected error in the gate", message["id"], message["rule_id"])
-            return None, Decision("failed", "engine_error", f"{type(exc).__name__}: {exc}"), set()
+            return None, Decision(Outcome.FAILED, Reason.ENGINE_ERROR, f"{type(exc).__name__}: {exc}"), set()
 
     # pacing ------------------------------------------------------------------------------
     def _schedules(self, txn, ready: list[Ready]) -> dict[str, Schedule]:
@@ -377,12 +382,13 @@ class Dispatcher:
         if slot > deadline:
             why = ("its expiry" if c.rule.expires
                    else f"the longest deferral ({format_duration(self.gate.limits.max_deferral)})")
-            return slot, Decision("expired", "expired", f"channel {message['channel']} is booked at its rate "
-                                                        f"{schedule.rate.text}: its turn would be at "
-                                                        f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}, past {why}")
+            return slot, Decision(Outcome.EXPIRED, Reason.EXPIRED,
+                                  f"channel {message['channel']} is booked at its rate "
+                                  f"{schedule.rate.text}: its turn would be at "
+                                  f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}, past {why}")
         schedule.take(slot)
         if slot > at + PACE_AHEAD:
-            return slot, Decision("deferred", PACED, f"waits for its turn at channel {message['channel']}'s rate "
+            return slot, Decision(Outcome.DEFERRED, PACED, f"waits for its turn at channel {message['channel']}'s rate "
                                                      f"{schedule.rate.text}: "
                                                      f"{slot.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
                                   retry_at=slot - PACE_AHEAD, logged=False, deadline=deadline, slot=slot)
@@ -405,10 +411,10 @@ class Dispatcher:
             groups.setdefault(r.channel.name, []).append(r)
         for group in groups.values():
             group.sort(key=lambda r: r.slot)
-        if not real or len(groups) < 2:
+        if not real or len(groups) < 2 or self.senders is None:
             return self._send_each([r for group in groups.values() for r in group], real)
         updates, log_rows, unreserve = [], [], []
-        for done in [_senders().submit(self._send_each, group, real) for group in groups.values()]:
+        for done in [self.senders.submit(self._send_each, group, real) for group in groups.values()]:
             u, rows, back = done.result()
             updates += u
             log_rows += rows
@@ -422,7 +428,7 @@ class Dispatcher:
             try:
                 body = self._render(r)
             except TemplateError as exc:
-                decision = Decision("failed", "template_error", str(exc))
+                decision = Decision(Outcome.FAILED, Reason.TEMPLATE_ERROR, str(exc))
                 unreserve.append(message["id"])
                 updates.append(_update(message, at, decision.outcome, decision))
                 log_rows.append(_log_row(message, at, decision))
@@ -432,8 +438,7 @@ class Dispatcher:
                 decision = self._wait_for(message, at, paused, f"{r.channel.name} paused after repeated failures "
                                                                f"({self.health.last_error(r.channel.name)})")
                 unreserve.append(message["id"])
-                update = _update(message, at, "pending" if decision.outcome == "deferred" else decision.outcome,
-                                 decision)
+                update = _update(message, at, _state_after(decision), decision)
                 update["uncount"] = True
                 updates.append(update)
                 log_rows.append(_log_row(message, at, decision))
@@ -447,7 +452,7 @@ class Dispatcher:
                                 at.astimezone(self.tz))  # shop time (an outbox is read by people too)
             try:
                 r.channel.send(outbound)
-                decision = Decision("sent", body=body)
+                decision = Decision(Outcome.SENT, body=body)
                 self.health.succeeded(r.channel.name)
             except SendError as exc:
                 exc.reason = mask_contact(exc.reason)  # a provider's error may name the recipient
@@ -455,10 +460,10 @@ class Dispatcher:
                 unreserve.append(message["id"])
             except Exception as exc:  # noqa: BLE001 - a channel's bug or odd data: this message fails, visibly
                 log.exception("channel {}: unexpected error sending message {}", r.channel.name, message["id"])
-                decision = Decision("failed", "engine_error", f"{r.channel.name}: {type(exc).__name__}: {exc}")
+                decision = Decision(Outcome.FAILED, Reason.ENGINE_ERROR,
+                                    f"{r.channel.name}: {type(exc).__name__}: {exc}")
                 unreserve.append(message["id"])
-            updates.append(_update(message, at, "pending" if decision.outcome == "deferred" else decision.outcome,
-                                   decision))
+            updates.append(_update(message, at, _state_after(decision), decision))
             log_rows.append(_log_row(message, at, decision))
         return updates, log_rows, unreserve
 
@@ -468,11 +473,11 @@ class Dispatcher:
         the channel (not of this recipient) count towards pausing it."""
         attempt = message["attempts"] + 1  # this one (counted when the gate let it go)
         if exc.permanent:
-            return Decision("failed", "channel_error", f"{channel}: {exc.reason} (permanent: not retried)")
+            return Decision(Outcome.FAILED, Reason.CHANNEL_ERROR, f"{channel}: {exc.reason} (permanent: not retried)")
         if exc.scope == "channel":
             self.health.failed(channel, exc.reason, at, self.retry.backoff)
         if attempt >= self.retry.attempts:
-            return Decision("failed", "channel_error", f"{channel}: {exc.reason} (attempt {attempt} of "
+            return Decision(Outcome.FAILED, Reason.CHANNEL_ERROR, f"{channel}: {exc.reason} (attempt {attempt} of "
                                                        f"{self.retry.attempts}: giving up)")
         return self._wait_for(message, at, at + backoff(self.retry, attempt, message["id"]),
                               f"{channel}: {exc.reason} (attempt {attempt} of {self.retry.attempts})")
@@ -482,23 +487,12 @@ class Dispatcher:
         or limits.max_deferral after its first due time): then it fails."""
         deadline = message["expires_at"] or message["due_at"] + self.gate.limits.max_deferral
         if retry_at > deadline:
-            return Decision("failed", "channel_error", f"{why}; giving up: the next try would pass its deadline "
-                                                       f"{deadline.astimezone(self.tz):%Y-%m-%d %H:%M}")
-        return Decision("deferred", "retry", f"{why}; next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
+            return Decision(Outcome.FAILED, Reason.CHANNEL_ERROR,
+                            f"{why}; giving up: the next try would pass its deadline "
+                            f"{deadline.astimezone(self.tz):%Y-%m-%d %H:%M}")
+        return Decision(Outcome.DEFERRED, Reason.RETRY,
+                        f"{why}; next try {retry_at.astimezone(self.tz):%Y-%m-%d %H:%M:%S}",
                         retry_at=retry_at, deadline=deadline)
-
-
-_SENDERS: ThreadPoolExecutor | None = None
-_SENDERS_LOCK = threading.Lock()
-
-
-def _senders() -> ThreadPoolExecutor:
-    """The threads that send each channel's share of a batch (made on first use)."""
-    global _SENDERS
-    with _SENDERS_LOCK:
-        if _SENDERS is None:
-            _SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="send")
-        return _SENDERS
 
 
 def backoff(retry: RetryConfig, attempt: int, message_id: int) -> timedelta:
@@ -585,14 +579,13 @@ def _horizon(times, latest: datetime | None) -> datetime | None:
 def _record(txn, decided: list, allowed: list[Ready], provisional: list) -> None:
     """The batch's decisions as message updates and decision-log rows."""
     for message, at, decision in decided:
-        txn.updates.append(_update(message, at, "pending" if decision.outcome == "deferred"
-                                   else decision.outcome, decision))
+        txn.updates.append(_update(message, at, _state_after(decision), decision))
         if decision.logged:
             txn.log.append(_log_row(message, at, decision))
     for r in allowed:
-        txn.updates.append(_update(r.candidate.message, r.slot, "sending", Decision("sending", slot=r.slot)))
+        txn.updates.append(_update(r.candidate.message, r.slot, State.SENDING, Decision(State.SENDING, slot=r.slot)))
     for message, at, _, _ in provisional:
-        txn.updates.append(_update(message, at, "claimed", Decision("claimed")))
+        txn.updates.append(_update(message, at, State.CLAIMED, Decision(State.CLAIMED)))
 
 
 def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict:
@@ -601,11 +594,15 @@ def _update(message: dict, at: datetime, state: str, decision: Decision) -> dict
             "updated_at": at, "slot_at": decision.slot}
 
 
-def _log_row(message: dict, at: datetime, decision: Decision) -> dict:
-    return {"message_id": message["id"], "time": at, "rule_id": message["rule_id"],
-            "customer_id": message["customer_id"], "order_id": message["order_id"],
-            "channel": message["channel"], "kind": message["kind"], "outcome": decision.outcome,
-            "reason": decision.reason, "detail": decision.detail, "body": decision.body}
+def _state_after(decision: Decision) -> str:
+    """A deferred message waits again (pending); any other outcome is its final state."""
+    return State.PENDING if decision.outcome == Outcome.DEFERRED else decision.outcome
+
+
+def _log_row(message: dict, at: datetime, decision: Decision) -> LogRow:
+    return log_row(message_id=message["id"], time=at, rule_id=message["rule_id"], customer_id=message["customer_id"],
+                   order_id=message["order_id"], channel=message["channel"], kind=message["kind"],
+                   outcome=decision.outcome, reason=decision.reason, detail=decision.detail, body=decision.body)
 
 
 def _event_view(event: dict | None, message: dict, rule: Rule) -> dict[str, Any]:

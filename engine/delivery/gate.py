@@ -20,13 +20,14 @@ from engine.clock import ceil_minute
 from engine.config.limits import Cap, Limits
 from engine.delivery.windows import allowed_at, next_allowed
 from engine.durations import format_duration
+from engine.outcomes import Outcome, Reason
 from engine.rules.model import Rule
 
 
 @dataclass(frozen=True)
 class Hold:
-    outcome: str  # suppressed | deferred | expired
-    reason: str
+    outcome: Outcome  # suppressed | deferred | expired
+    reason: Reason
     detail: str
     retry_at: datetime | None = None  # for deferred: the new due time
     counted: tuple[int, ...] = ()  # for cap: the messages whose sends count against it
@@ -82,12 +83,14 @@ class Gate:
             opted = c.customer.get("opted_out") or []
             if "*" in opted or channel in opted:
                 which = "all marketing" if "*" in opted else f"marketing on {channel}"
-                return Hold("suppressed", "unsubscribed", f"customer {c.customer['id']} unsubscribed from {which}")
+                return Hold(Outcome.SUPPRESSED, Reason.UNSUBSCRIBED,
+                            f"customer {c.customer['id']} unsubscribed from {which}")
         if c.rule.cooldown:
             last = [s for s in ledger if s["rule_id"] == c.rule.id and s["time"] > c.at - c.rule.cooldown]
             if last:
-                return Hold("suppressed", "cooldown", f"cooldown {c.rule.raw.get('cooldown')}: {c.rule.id} was sent "
-                                                      f"to this customer {self._when(last[-1]['time'])}")
+                return Hold(Outcome.SUPPRESSED, Reason.COOLDOWN,
+                            f"cooldown {c.rule.raw.get('cooldown')}: {c.rule.id} was sent "
+                            f"to this customer {self._when(last[-1]['time'])}")
         if staff:
             return None
         return self._caps(c, ledger)
@@ -100,11 +103,12 @@ class Gate:
         local = c.at.astimezone(tz)
         if allowed_at(local, blocked, c.rule.window):
             return None
-        reason, label = (("quiet_hours", f"quiet hours {quiet}") if quiet and quiet.contains(local.time())
-                         else ("window", f"send window {c.rule.window}"))
+        reason, label = ((Reason.QUIET_HOURS, f"quiet hours {quiet}") if quiet and quiet.contains(local.time())
+                         else (Reason.WINDOW, f"send window {c.rule.window}"))
         retry = self._next_allowed(c.at, tz, quiet, c.rule.window)
         if retry is None:
-            return Hold("suppressed", "window", f"send window {c.rule.window} lies wholly inside quiet hours {quiet}")
+            return Hold(Outcome.SUPPRESSED, Reason.WINDOW,
+                        f"send window {c.rule.window} lies wholly inside quiet hours {quiet}")
         return self._defer(c, reason, f"{label} ({tz.key})", retry, tz)
 
     def _next_allowed(self, at: datetime, tz: ZoneInfo, quiet, window) -> datetime | None:
@@ -150,9 +154,9 @@ class Gate:
             what = f"{label} reached: sent {listed}{more}"
             ids = tuple(s["message_id"] for s in counted)
             if c.rule.on_limit != "defer":
-                return Hold("suppressed", "cap", what, counted=ids)
+                return Hold(Outcome.SUPPRESSED, Reason.CAP, what, counted=ids)
             frees = counted[len(counted) - cap.count]["time"] + cap.window
-            hold = self._defer(c, "cap", what, ceil_minute(frees))
+            hold = self._defer(c, Reason.CAP, what, ceil_minute(frees))
             return Hold(hold.outcome, hold.reason, hold.detail, hold.retry_at, counted=ids, deadline=hold.deadline)
         return None
 
@@ -165,8 +169,9 @@ class Gate:
         deadline = message["expires_at"] or message["due_at"] + self.limits.max_deferral
         if retry > deadline:
             why = ("its expiry" if c.rule.expires else f"the longest deferral ({_span(self.limits.max_deferral)})")
-            return Hold("expired", "expired", f"{what}; it could go only at {self._when(retry, tz)}, past {why}")
-        return Hold("deferred", reason, f"{what}; deferred to {self._when(retry, tz)}", retry_at=retry,
+            return Hold(Outcome.EXPIRED, Reason.EXPIRED,
+                        f"{what}; it could go only at {self._when(retry, tz)}, past {why}")
+        return Hold(Outcome.DEFERRED, reason, f"{what}; deferred to {self._when(retry, tz)}", retry_at=retry,
                     deadline=deadline)
 
     def _when(self, t: datetime, tz: ZoneInfo | None = None) -> str:

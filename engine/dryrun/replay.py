@@ -214,7 +214,7 @@ def run_dry(project: Project, lines: Iterable[tuple[int, str]], until: datetime 
                 replay.dispatch(until)
             decisions = store.rows("message_log", order_by="id")
         finally:
-            store.close()
+            engine.close()  # its send threads and the store (the recording channels keep what they recorded)
     decisions.sort(key=lambda d: (d["time"], d["id"]))
     rejected = sorted(rejected + replay.rejected, key=lambda r: r.line or 0)
     return DryRunResult(decisions, rejected, len(kept) - len(replay.rejected), replay.duplicates, start, until,

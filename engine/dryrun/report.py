@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
 
 from engine.outcomes import OUTCOMES as OUTCOME_ORDER
+from engine.outcomes import Outcome
 from engine.rules.model import RuleSet
 from engine.rules.templates import sms_segments
 
@@ -17,7 +18,7 @@ JSON_FIELDS = ("time", "rule", "rule_name", "customer", "order", "channel", "kin
 def record(decision: dict, rules: RuleSet, tz: ZoneInfo, sms_channels: frozenset = frozenset()) -> dict:
     """One decision as the documented JSON object."""
     rule = rules.get(decision["rule_id"])
-    sent = decision["outcome"] == "sent"
+    sent = decision["outcome"] == Outcome.SENT
     return {
         "time": decision["time"].astimezone(tz).isoformat(),
         "rule": decision["rule_id"],
@@ -44,7 +45,7 @@ def timeline(decisions: list[dict], tz: ZoneInfo, width: int = 100,
     out = []
     for d in decisions:
         when = d["time"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
-        if d["outcome"] == "sent":
+        if d["outcome"] == Outcome.SENT:
             text = (d["body"] or "").replace("\n", " ")
             segments = sms_segments(text) if d["channel"] in sms_channels else 1
             if segments > 1:
@@ -64,7 +65,7 @@ def summary(decisions: list[dict], rules: RuleSet) -> list[str]:
     reasons: dict[str, Counter] = defaultdict(Counter)
     for d in decisions:
         counts[d["rule_id"]][d["outcome"]] += 1
-        if d["outcome"] != "sent":
+        if d["outcome"] != Outcome.SENT:
             reasons[d["rule_id"]][f"{d['outcome']}/{d['reason']}"] += 1
     ids = [r.id for r in rules.rules if r.id in counts] + sorted(set(counts) - {r.id for r in rules.rules})
     unused = [r.id for r in rules.rules if r.id not in counts and r.enabled]

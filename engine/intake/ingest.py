@@ -16,9 +16,11 @@ from engine.config.profile import ProfileConfig
 from engine.intake.events import Event
 from engine.intake.profile import OrderBefore, apply_profile
 from engine.intake.state import apply_customer, apply_order, new_customer, new_order, with_profile
+from engine.outcomes import Outcome, Reason
 from engine.rules.context import build_context
 from engine.rules.model import RuleSet
 from engine.store import ConcurrentIngest, IngestWrite, Store
+from engine.store.rows import LogRow, MessageRow, log_row
 from engine.triggers.match import Broken, match
 from engine.triggers.schedule import message_row
 
@@ -171,7 +173,8 @@ class Intake:
         for result in match(rules, event, context, self.tz):
             if isinstance(result, Broken):
                 report.failed += 1
-                write.log.append(_log_row(result.rule, event, arrived, "failed", "expression_error", result.detail))
+                write.log.append(_log_row(result.rule, event, arrived, Outcome.FAILED, Reason.EXPRESSION_ERROR,
+                                          result.detail))
                 continue
             row = message_row(result, event, arrived)
             key = (row["rule_id"], row["dedup_key"])
@@ -181,15 +184,15 @@ class Intake:
                 planned[key] = row
 
 
-def _log_row(rule, event: Event, when: datetime, outcome: str, reason: str, detail: str) -> dict:
-    return {"message_id": None, "time": when, "rule_id": rule.id, "customer_id": event.customer_id,
-            "order_id": event.order_id, "channel": rule.channel, "kind": rule.kind, "outcome": outcome,
-            "reason": reason, "detail": detail, "body": None}
+def _log_row(rule, event: Event, when: datetime, outcome: Outcome, reason: Reason, detail: str) -> LogRow:
+    return log_row(message_id=None, time=when, rule_id=rule.id, customer_id=event.customer_id,
+                   order_id=event.order_id, channel=rule.channel, kind=rule.kind, outcome=outcome, reason=reason,
+                   detail=detail)
 
 
-def _duplicate_row(row: dict) -> dict:
+def _duplicate_row(row: MessageRow) -> LogRow:
     scope, _, value = row["dedup_key"].partition(":")
     detail = f"rule {row['rule_id']} already fired once for {scope} {value} (once_per: {scope})"
-    return {"message_id": None, "time": row["created_at"], "rule_id": row["rule_id"],
-            "customer_id": row["customer_id"], "order_id": row["order_id"], "channel": row["channel"],
-            "kind": row["kind"], "outcome": "suppressed", "reason": "duplicate", "detail": detail, "body": None}
+    return log_row(message_id=None, time=row["created_at"], rule_id=row["rule_id"], customer_id=row["customer_id"],
+                   order_id=row["order_id"], channel=row["channel"], kind=row["kind"], outcome=Outcome.SUPPRESSED,
+                   reason=Reason.DUPLICATE, detail=detail)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
-from engine.rules.templates import FAST_RECORDS, Record, Scope
+from engine.rules.templates import Record, Scope
 
 
 def build_context(customer: dict, order: dict | None, event: dict, data: dict, shop: dict,
@@ -119,4 +119,3 @@ _COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
     "coupons": lambda r: r._stats().get("coupons") or {},
 }
 _HIDDEN = frozenset(("order_count", "stats", "birthday_md"))
-FAST_RECORDS.add(CustomerRecord)

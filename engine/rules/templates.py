@@ -90,9 +90,6 @@ class Record:
         return f"<{self._path}>"
 
 
-FAST_RECORDS: set[type] = {Record}  # Record types the sandbox's fast path trusts (engine.profile adds its own)
-
-
 def wrap(value: Any, path: str, tz: ZoneInfo | None = None) -> Any:
     if isinstance(value, dict):
         return Record(value, path, tz=tz)
@@ -207,7 +204,9 @@ class _Sandbox(SandboxedEnvironment):
         return wrapped
 
     def getattr(self, obj, attribute):
-        if type(obj) in FAST_RECORDS and type(attribute) is str and not attribute.startswith("_"):
+        # Records (and their subclasses, such as the customer's) are the engine's own: read
+        # their public fields directly instead of through the sandbox's generic checks
+        if isinstance(obj, Record) and type(attribute) is str and not attribute.startswith("_"):
             try:
                 return obj.__getattr__(attribute)
             except AttributeError:
@@ -372,6 +371,11 @@ class Templates:
         self.segment_places: dict[str, str] = {}  # name -> where it is defined (config.yaml, rules/x.yaml:3)
         self.config_segments: dict[str, str] = {}  # config.yaml's; the rules files' are added at each load
         self.fields = Fields(shop=tuple(self.shop))  # what rules and templates may read (config.yaml `fields:`)
+
+    def parse_expression(self, source: str) -> jinja2.nodes.Expr:
+        """The syntax tree of an expression, parsed by this project's environment (the
+        sweeps translate part of a broadcast's `if:` to SQL from it)."""
+        return self.env.parse("{{ " + source + " }}").body[0].nodes[0]
 
     def define_segments(self, segments: dict[str, str], places: dict[str, str] | None = None) -> None:
         """Named conditions usable in any expression as segment('name') (config.yaml or a

@@ -14,6 +14,7 @@ from typing import Iterable
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
+from engine.outcomes import Outcome, Reason, State
 from engine.store import dialect
 from engine.store.tables import (
     IN_FLIGHT_WHERE,
@@ -35,7 +36,7 @@ from engine.store.tables import (
 )
 
 _CHUNK = 900  # ids per IN (...) query, below every driver's parameter limit
-PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
+PENDING, CLAIMED, SENDING = State.PENDING, State.CLAIMED, State.SENDING
 DUE_COLUMNS = ("id", "rule_id", "dedup_key", "customer_id", "order_id", "event_id", "channel", "kind", "due_at",
                "expires_at", "state", "attempts", "slot_at")
 _PENDING_SQL = PENDING_WHERE  # written out, not bound: a partial index is used only for its own literal WHERE
@@ -179,16 +180,17 @@ class Store:
         with self.engine.begin() as conn:
             for rule_id, detail in reasons.items():
                 ids = [r[0] for r in dialect.raw_rows(
-                    conn, f"UPDATE messages SET state = 'cancelled', reason = 'rule_removed', detail = {p}, "
+                    conn, f"UPDATE messages SET state = {p}, reason = {p}, detail = {p}, "
                           f"updated_at = {p} WHERE {_PENDING_SQL} AND rule_id = {p} RETURNING id",
-                    (detail, at, rule_id))]
+                    (State.CANCELLED, Reason.RULE_REMOVED, detail, at, rule_id))]
                 for start in range(0, len(ids), _CHUNK):
                     part = ids[start:start + _CHUNK]
                     conn.exec_driver_sql(
                         "INSERT INTO message_log (message_id, time, rule_id, customer_id, order_id, channel, kind, "
                         f"outcome, reason, detail, body) SELECT id, {p}, rule_id, customer_id, order_id, channel, "
-                        f"kind, 'cancelled', 'rule_removed', {p}, NULL FROM messages WHERE id IN "
-                        f"({', '.join([p] * len(part))}) ORDER BY id", (at, detail, *part))
+                        f"kind, {p}, {p}, {p}, NULL FROM messages WHERE id IN "
+                        f"({', '.join([p] * len(part))}) ORDER BY id",
+                        (at, Outcome.CANCELLED, Reason.RULE_REMOVED, detail, *part))
                 cancelled += len(ids)
         return cancelled
 

@@ -14,6 +14,7 @@ from engine.clock import ceil_minute
 from engine.errors import ExpressionError
 from engine.intake.events import Event
 from engine.rules.model import Rule
+from engine.store.rows import MessageRow, new_message
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,7 @@ def plan(rule: Rule, event: Event, context: dict[str, Any], tz: ZoneInfo) -> Pla
     return Plan(rule, due, expires, dedup_key(rule, event))
 
 
-def message_row(p: Plan, event: Event, now: datetime) -> dict[str, Any]:
-    return {
-        "rule_id": p.rule.id, "dedup_key": p.dedup_key, "customer_id": event.customer_id,
-        "order_id": event.order_id, "event_id": event.id, "channel": p.rule.channel, "kind": p.rule.kind,
-        "due_at": p.due_at, "expires_at": p.expires_at, "state": "pending", "reason": None, "detail": None,
-        "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now, "updated_at": now,
-    }
+def message_row(p: Plan, event: Event, now: datetime) -> MessageRow:
+    return new_message(rule_id=p.rule.id, dedup_key=p.dedup_key, customer_id=event.customer_id,
+                       order_id=event.order_id, event_id=event.id, channel=p.rule.channel, kind=p.rule.kind,
+                       due_at=p.due_at, expires_at=p.expires_at, now=now)

@@ -35,9 +35,11 @@ from loguru import logger
 from engine.clock import ceil_minute
 from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
 from engine.errors import ExpressionError
+from engine.outcomes import Outcome, Reason
 from engine.rules.context import build_context
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
+from engine.store.rows import LogRow, log_row, new_message
 from engine.store.tables import encode_time
 from engine.triggers.prefilter import customer_filter
 
@@ -61,8 +63,12 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, store: Store, rules: Callable[[], RuleSet], tz: ZoneInfo, shop: dict,
-                 profile: ProfileConfig | None = None, segments: Callable[[], dict[str, str]] | None = None):
+                 profile: ProfileConfig | None = None, segments: Callable[[], dict[str, str]] | None = None,
+                 parse: Callable[[str], jinja2.nodes.Expr] | None = None):
         self.segments = segments  # name -> condition, for translating segment('name') to SQL
+        # the project's expression parser (Templates.parse_expression); a sweeper made without a
+        # project (a benchmark, a test) parses with an environment of its own
+        self.parse = parse or _own_parser()
         self.store = store
         self.rules = rules
         self.tz = tz
@@ -163,7 +169,7 @@ class Sweeper:
         """The part of the broadcast's `if:` the database can check (see prefilter)."""
         if not rule.conditions:
             return None
-        return customer_filter([c.source for c in rule.conditions], _parse_expression, self.profile or DEFAULT_PROFILE,
+        return customer_filter([c.source for c in rule.conditions], self.parse, self.profile or DEFAULT_PROFILE,
                                self.segments() if self.segments else {}, moment,
                                lambda t: encode_time(t, self.store.dialect))
 
@@ -177,17 +183,13 @@ class Sweeper:
                 if not all(c.evaluate(context) for c in rule.conditions):
                     return
             except ExpressionError as exc:
-                failures.append(_log_row(rule, customer["id"], now, "failed", "expression_error",
+                failures.append(_log_row(rule, customer["id"], now, Outcome.FAILED, Reason.EXPRESSION_ERROR,
                                          f"rule {rule.id}: {exc}"))
                 return
         due = ceil_minute(moment)
-        rows.append({
-            "rule_id": rule.id, "dedup_key": key, "customer_id": customer["id"], "order_id": None, "event_id": None,
-            "channel": rule.channel, "kind": rule.kind, "due_at": due,
-            "expires_at": due + rule.expires if rule.expires is not None else None, "state": "pending",
-            "reason": None, "detail": None, "attempts": 0, "claimed_at": None, "slot_at": None, "created_at": now,
-            "updated_at": now,
-        })
+        rows.append(new_message(rule_id=rule.id, dedup_key=key, customer_id=customer["id"], order_id=None,
+                                event_id=None, channel=rule.channel, kind=rule.kind, due_at=due,
+                                expires_at=due + rule.expires if rule.expires is not None else None, now=now))
 
 
 @dataclass
@@ -198,14 +200,11 @@ class _Early:
     scheduled: list[tuple[str, datetime]] = field(default_factory=list)
 
 
-_PARSER = jinja2.Environment()
+def _own_parser() -> Callable[[str], jinja2.nodes.Expr]:
+    env = jinja2.Environment()
+    return lambda source: env.parse("{{ " + source + " }}").body[0].nodes[0]
 
 
-def _parse_expression(source: str):
-    return _PARSER.parse("{{ " + source + " }}").body[0].nodes[0]
-
-
-def _log_row(rule: Rule, customer_id: str, when: datetime, outcome: str, reason: str, detail: str) -> dict:
-    return {"message_id": None, "time": when, "rule_id": rule.id, "customer_id": customer_id, "order_id": None,
-            "channel": rule.channel, "kind": rule.kind, "outcome": outcome, "reason": reason, "detail": detail,
-            "body": None}
+def _log_row(rule: Rule, customer_id: str, when: datetime, outcome: Outcome, reason: Reason, detail: str) -> LogRow:
+    return log_row(message_id=None, time=when, rule_id=rule.id, customer_id=customer_id, order_id=None,
+                   channel=rule.channel, kind=rule.kind, outcome=outcome, reason=reason, detail=detail)

@@ -47,3 +47,47 @@ def test_each_log_line_is_in_the_shops_time_with_its_offset(capsys):
 
     line = capsys.readouterr().err.rstrip()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 INFO    \[daemon\] running", line), line
+
+
+def test_standard_logging_reaches_the_same_sinks_in_the_same_format(tmp_path, capsys):
+    """uvicorn, APScheduler and httpx log through the standard `logging`: the bridge sends
+    their lines to loguru's sinks, named by their logger, in the engine's format."""
+    import logging
+
+    path = tmp_path / "engine.log"
+    logs.setup("INFO", json=True, file=str(path))
+    try:
+        logging.getLogger("uvicorn.error").info("Uvicorn running on http://127.0.0.1:8080")
+        logging.getLogger("uvicorn.error").debug("below the configured level")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("some.library").exception("it failed")
+        # httpx logs each request's URL at INFO (an SMS provider's URL holds the phone number): kept quiet
+        logging.getLogger("httpx").info("HTTP Request: POST https://sms.example/?PhoneNumbers=13800000000")
+        logger.complete()
+    finally:
+        logs.setup("WARNING")
+
+    records = [json.loads(line)["record"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(r["level"]["name"], r["extra"]["component"], r["message"]) for r in records] == [
+        ("INFO", "uvicorn.error", "Uvicorn running on http://127.0.0.1:8080"),
+        ("ERROR", "some.library", "it failed"),
+    ]
+    assert records[1]["exception"]["type"] == "RuntimeError"
+    err = capsys.readouterr().err
+    assert "13800000000" not in err and "13800000000" not in path.read_text(encoding="utf-8")
+
+
+def test_text_lines_from_standard_logging_look_like_the_engines(capsys):
+    import logging
+
+    logs.setup("INFO", tz=ZoneInfo("Asia/Shanghai"))
+    try:
+        logging.getLogger("apscheduler.scheduler").error("job raised")
+    finally:
+        logs.setup("WARNING")
+
+    line = capsys.readouterr().err.rstrip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 ERROR   \[apscheduler.scheduler\] job raised",
+                        line), line

@@ -10,6 +10,7 @@ import pytest
 
 from engine.app import Engine, load_project
 from engine.intake.events import parse_event
+from engine.store import Store
 from tests.conftest import recording_channels
 from tests.helpers import T0, created, event
 
@@ -304,3 +305,34 @@ def test_november_events_posted_in_december_send_nothing_stale(engine, store, cl
         "expired", "could not be sent within 12h of its due time (21 d 0 h late)")
     assert outcomes[("shipping-notice", "c-1")][0] == "expired"
     assert {o for o, _ in outcomes.values()} == {"expired"}  # the unpaid orders' payment reminders too (24h)
+
+
+# ---- the send threads belong to the engine -------------------------------------------
+
+def test_each_engine_owns_its_send_threads_and_closing_it_ends_them(project, db_url, clock):
+    """No pool shared between engines (a test's engine, a reload, the dry-run): each has
+    its own, and close() waits for the sends in hand, then ends its threads."""
+    import threading  # noqa: PLC0415
+
+    first = Engine(project, Store(db_url), recording_channels(project), clock)
+    second = Engine(project, Store(db_url), recording_channels(project), clock)
+    assert first.senders is not second.senders
+    assert first.dispatcher.senders is first.senders
+    started = threading.Event()
+
+    def slow_send():
+        started.set()
+        threading.Event().wait(0.2)
+        return "sent"
+
+    pending = first.senders.submit(slow_send)
+    started.wait(5)
+    threads = {t for t in threading.enumerate() if t.name.startswith("send")}
+    assert threads
+    first.close()
+    assert pending.done() and pending.result() == "sent"  # the send in hand finished first
+    assert not any(t.is_alive() for t in threads)
+    with pytest.raises(RuntimeError):
+        first.senders.submit(slow_send)
+    assert second.senders.submit(lambda: 42).result() == 42  # the other engine is untouched
+    second.close()

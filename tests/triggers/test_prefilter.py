@@ -19,7 +19,6 @@ from engine.rules.templates import Templates
 from engine.store import IngestWrite
 from engine.store.tables import encode_time
 from engine.triggers.prefilter import customer_filter
-from engine.triggers.sweeps import _parse_expression
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 11, 6, 0, tzinfo=timezone.utc)
@@ -86,7 +85,7 @@ def test_the_sql_keeps_every_customer_the_condition_accepts(store, customers, co
     templates.define_segments(SEGMENTS)
     accepted = {cid for cid, c in customers.items() if python_says(templates, condition, c)}
 
-    where = customer_filter([condition], _parse_expression, PROFILE, SEGMENTS, NOW,
+    where = customer_filter([condition], templates.parse_expression, PROFILE, SEGMENTS, NOW,
                             lambda t: encode_time(t, store.dialect))
     selected = {c["id"] for page in store.customer_pages(size=7, where=where.sql if where else None,
                                                          params=where.params if where else ())
