@@ -148,6 +148,10 @@ def test_the_daemon_sends_what_an_ingested_file_makes_due_and_stops_cleanly_on_s
                for line in lines), lines
     assert not any("13800000000" in line for line in lines)
     assert lines[-1].endswith("[daemon] stopped"), lines
+    # the web server's own lines (standard logging) come through the same sink, in the same format
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 INFO    "
+    assert any(re.fullmatch(stamp + r"\[uvicorn\.error\] Started server process \[\d+\]", line) for line in lines), lines
+    assert any(re.fullmatch(stamp + r"\[uvicorn\.error\] Shutting down", line) for line in lines), lines
     store = Store(db_url, create=False)
     try:
         decisions = sorted((r["rule_id"], r["customer_id"], r["outcome"], r["reason"])
