@@ -25,8 +25,8 @@ from engine.rules.templates import Templates  # noqa: E402
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 11, 2, 0, tzinfo=timezone.utc)
 # what the shipped rules ask at a decision: an `if:` and an `unless:` or two
-EXPRESSIONS = ["order.amount >= 199", "order.status != 'created'", "customer.orders >= 2 and not customer.ordered_today",
-               "'VIP' in customer.tags"]
+EXPRESSIONS = ["order.amount >= 199", "order.status != 'created'",
+               "customer.orders >= 2 and not customer.ordered_today", "'VIP' in customer.tags"]
 ROUNDS = 20_000
 
 
