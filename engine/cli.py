@@ -16,9 +16,11 @@ from engine import gcsetting
 from engine.app import Engine, Project, build_channels, load_project
 from engine.clock import SystemClock
 from engine.daemon import logs
-from engine.errors import ConfigError, EventError
+from engine.errors import ConfigError, EventError, Problem, StoreUnavailable
 from engine.intake.events import parse_time
 from engine.outcomes import Outcome, State
+from engine.store import Store
+from engine.store.store import driver_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_ERRORS, EXIT_USAGE, EXIT_REJECTED = 1, 2, 3
@@ -57,6 +59,14 @@ def _load(config_path: Path | None, rules_dir: Path | None, templates_dir: Path 
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         click.echo(f"config has {len(exc.problems)} error(s); nothing was run", err=True)
+        sys.exit(EXIT_ERRORS)
+
+
+def _open_store(url: str) -> Store:
+    try:
+        return Store(url)
+    except StoreUnavailable as exc:
+        click.echo(f"database {_safe_url(url)}: {exc}", err=True)
         sys.exit(EXIT_ERRORS)
 
 
@@ -108,6 +118,10 @@ def check(config_path, rules_dir, templates_dir) -> None:
     _print_problems(project, stream_err=False)
     errors, warnings = len(project.errors), len(project.rules.warnings)
     files = len({p.file for p in project.problems})
+    missing = driver_problem(project.config.database)
+    if missing:  # the config is valid, but this install cannot open its database
+        click.echo(str(Problem(str(project.sources[0] or "config.yaml"), None, "database", missing)))
+        errors, files = errors + 1, files + 1
     if errors:
         click.echo(f"{errors} error(s), {warnings} warning(s) in {files} file(s); "
                    f"{len(project.rules.rules)} rule(s) are fine")
@@ -224,7 +238,6 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
       cat new_orders.jsonl | python run.py ingest -
     """
     from engine.intake.events import AHEAD, Rejected, read_events, rejected_later
-    from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup(project.config.log_level, tz=project.config.timezone)
@@ -232,7 +245,7 @@ def ingest(source, config_path, rules_dir, templates_dir) -> None:
     lines = _read_lines(source)
     clock = SystemClock()
     events, rejected = read_events(lines, project, latest=clock.now() + AHEAD)
-    store = Store(project.config.database)
+    store = _open_store(project.config.database)
     try:
         now = clock.now()
         store.reject([{"source": source, "line": r.line, "raw": r.raw, "reason": r.reason, "received_at": now}
@@ -270,7 +283,6 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
     from engine.contacts import mask_phone
     from engine.errors import ExpressionError
     from engine.rules.context import build_context
-    from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")
@@ -280,7 +292,7 @@ def segment(name, sample, config_path, rules_dir, templates_dir) -> None:
         click.echo(f"unknown segment {name!r}; segments defined (config.yaml, rules files): {known}", err=True)
         sys.exit(EXIT_USAGE)
     evaluate = project.templates.segments[name]
-    store = Store(config.database)
+    store = _open_store(config.database)
     now = SystemClock().now()
     total = members = 0
     shown: list[dict] = []
@@ -330,7 +342,6 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     from engine.daemon.reload import Reloader
     from engine.daemon.server import ListenError
     from engine.daemon.ticker import Daemon
-    from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup(project.config.log_level, tz=project.config.timezone, **project.config.log_options)
@@ -341,7 +352,7 @@ def daemon(config_path, rules_dir, templates_dir) -> None:
     if project.errors:
         log.error("{} rule(s) disabled because of errors; the other {} run",
                   len({p.rule_id for p in project.errors}), len(project.rules.rules))
-    store = Store(project.config.database)
+    store = _open_store(project.config.database)
     engine = Engine(project, store, build_channels(project.config), SystemClock())
     log.info("database {}; {} rules loaded; channels: {}", _safe_url(project.config.database),
              len(project.rules.rules), ", ".join(f"{n} ({c.type})" for n, c in project.config.channels.items()))
@@ -371,13 +382,12 @@ def status(next_count, config_path, rules_dir, templates_dir) -> None:
     Example:
       python run.py status --config config.yaml
     """
-    from engine.store import Store
 
     project = _load(config_path, rules_dir, templates_dir)
     logs.setup("WARNING")
     config, tz = project.config, project.config.timezone
     now = SystemClock().now()
-    store = Store(config.database)
+    store = _open_store(config.database)
     try:
         depth = store.queue_depth()
         upcoming = store.next_due(next_count)

@@ -28,6 +28,10 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
+class StoreUnavailable(EngineError):
+    """The configured database cannot be used from here: its driver is not installed."""
+
+
 class ConfigError(EngineError, ValueError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems

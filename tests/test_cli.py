@@ -99,6 +99,33 @@ def test_config_errors_stop_every_command(workdir):
     assert result.stdout == ""
 
 
+def test_a_postgresql_database_without_its_driver_is_one_clear_line(workdir):
+    """The PostgreSQL driver is the optional extra `.[postgresql]`: an install without it,
+    configured for PostgreSQL, says how to install it instead of a ModuleNotFoundError."""
+    cfg = workdir / "config.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    start = next(line for line in text.splitlines() if line.startswith("database:"))
+    cfg.write_text(text.replace(start, "database: postgresql+psycopg://engine@127.0.0.1:5432/engine"), encoding="utf-8")
+    events = workdir / "events.jsonl"
+    events.write_text(jsonl([created("evt-1")]), encoding="utf-8")
+    # psycopg made unimportable in the child, as on an install without the extra
+    without_driver = "import sys; sys.modules['psycopg'] = None; from engine.cli import main; main()"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", without_driver, *args], cwd=workdir, capture_output=True,
+                              text=True, timeout=60)
+
+    hint = "the postgresql database needs its driver (psycopg), which is not installed: pip install -e '.[postgresql]'"
+    checked = cli("check", "--config", str(cfg))
+    assert checked.returncode == 1, checked.stderr
+    assert f"{cfg}: database: {hint}" in checked.stdout
+    assert "1 error(s)" in checked.stdout
+    ingested = cli("ingest", str(events), "--config", str(cfg))
+    assert ingested.returncode == 1
+    assert hint in ingested.stderr and "Traceback" not in ingested.stderr
+    assert "postgresql+psycopg://engine@127.0.0.1:5432/engine" in ingested.stderr
+
+
 # ---- files in another encoding ------------------------------------------------------------
 
 def gbk(path) -> None:

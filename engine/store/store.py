@@ -14,6 +14,7 @@ from typing import Iterable
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
+from engine.errors import StoreUnavailable
 from engine.outcomes import Outcome, Reason, State
 from engine.store import dialect
 from engine.store.tables import (
@@ -53,6 +54,25 @@ class IngestWrite:
     log: list[dict] = field(default_factory=list)
 
 
+# database backend -> (the module its driver needs, how to install it)
+DRIVERS = {"postgresql": ("psycopg", "pip install -e '.[postgresql]' (a clone) or "
+                                     "pip install 'returning-customer-engine[postgresql]'")}
+
+
+def driver_problem(url: str) -> str | None:
+    """Why the database at `url` cannot be opened from this install (its driver is not
+    installed), or None when it can."""
+    backend = make_url(url).get_backend_name()
+    if backend not in DRIVERS:
+        return None
+    module, install = DRIVERS[backend]
+    try:
+        __import__(module)
+    except ImportError:
+        return f"the {backend} database needs its driver ({module}), which is not installed: {install}"
+    return None
+
+
 class Store:
     def __init__(self, url: str, *, throwaway: bool = False, create: bool = True):
         self.url = url
@@ -61,7 +81,13 @@ class Store:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # hide_parameters: a database error never shows the values of a statement (phone
         # numbers, emails) in an exception or a log line
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not throwaway, hide_parameters=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not throwaway, hide_parameters=True)
+        except ImportError:
+            problem = driver_problem(url)
+            if problem is None:
+                raise
+            raise StoreUnavailable(problem) from None
         self.dialect = self.engine.dialect.name
         self._bulk_writes: dict[str, dialect.BulkWrite] | None = None
         self._readers: dict[str, dialect.BulkRead] = {}
