@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.intake.events import Event
+from engine.money import ZERO, Money, to_money
 
 _BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{1,2})-(\d{1,2})$")
 
@@ -42,13 +43,13 @@ class OrderBefore:
 
     paid: bool
     refunded: bool
-    amount: float
+    amount: Money
 
     @classmethod
     def of(cls, order: dict | None) -> "OrderBefore":
         if order is None:
-            return cls(False, False, 0.0)
-        return cls(order["paid_at"] is not None, order["refunded_at"] is not None, float(order["amount"] or 0))
+            return cls(False, False, ZERO)
+        return cls(order["paid_at"] is not None, order["refunded_at"] is not None, to_money(order["amount"] or 0))
 
 
 def apply_profile(customer: dict[str, Any], order: dict | None, before: OrderBefore, event: Event) -> None:
@@ -72,17 +73,19 @@ def _order_times(customer: dict[str, Any], order: dict) -> None:
 
 
 def _totals(customer: dict[str, Any], order: dict, before: OrderBefore) -> None:
-    """Paid orders and money spent (to the cent: a float sum of 477.39 + 321.94 + 200.67
-    is not 1000), and what a paid order bought."""
-    amount = float(order["amount"] or 0)
+    """Paid orders and money spent (exact decimals: 477.39 + 321.94 + 200.67 is 1000.00),
+    and what a paid order bought."""
+    amount = to_money(order["amount"] or 0)
+    spent = to_money(customer["spent"] or 0)
     paid = order["paid_at"] is not None
     if paid and not before.paid:
         customer["order_count"] += 1
-        customer["spent"] = round(customer["spent"] + amount, 2)
+        spent += amount
     elif paid and amount != before.amount and not before.refunded:  # the amount came later
-        customer["spent"] = round(customer["spent"] + amount - before.amount, 2)
+        spent += amount - before.amount
     if order["refunded_at"] is not None and not before.refunded and paid:
-        customer["spent"] = max(0.0, round(customer["spent"] - amount, 2))
+        spent = max(ZERO, spent - amount)
+    customer["spent"] = spent
     if paid:
         for item in order["items"] or []:
             if isinstance(item, dict):

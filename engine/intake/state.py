@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.intake.events import Event
 from engine.intake.profile import birthday_md, new_stats
+from engine.money import ZERO, to_money
 
 # Lifecycle stages in the order they happen. Terminal after-sale stages rank last;
 # `closed` ends an order for good (unpaid timeout or after a full refund).
@@ -26,7 +27,7 @@ ORDER_FIELDS = ("amount", "items")
 def new_customer(customer_id: str) -> dict[str, Any]:
     return {"id": customer_id, "name": None, "phone": None, "email": None, "birthday": None,
             "timezone": None, "tags": [], "attrs": {}, "opted_out": [], "first_seen_at": None, "updated_at": None,
-            "order_count": 0, "spent": 0.0, "first_order_at": None, "last_order_at": None, "birthday_md": None,
+            "order_count": 0, "spent": ZERO, "first_order_at": None, "last_order_at": None, "birthday_md": None,
             "stats": new_stats()}
 
 
@@ -40,7 +41,7 @@ def with_profile(customer: dict[str, Any]) -> dict[str, Any]:
     if customer.get("order_count") is None:
         customer["order_count"] = 0
     if customer.get("spent") is None:
-        customer["spent"] = 0.0
+        customer["spent"] = ZERO
     return customer
 
 
@@ -99,7 +100,7 @@ def apply_order(order: dict[str, Any], event: Event) -> dict[str, Any]:
             continue
         if key in ORDER_FIELDS:
             if fresher or order[key] in (None, []):
-                order[key] = value
+                order[key] = to_money(value) if key == "amount" else value
         elif fresher or key not in order["attrs"]:
             order["attrs"][key] = value
     if fresher:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
+from engine.money import ZERO, Money, to_money
 from engine.rules.templates import Record, Scope
 
 
@@ -51,8 +52,8 @@ class CustomerRecord(Record):
     def _orders(self) -> int:
         return int(self._d.get("order_count") or 0)
 
-    def _spent(self) -> float:
-        return float(self._d.get("spent") or 0)
+    def _spent(self) -> Money:
+        return to_money(self._d.get("spent") or 0)
 
     def _days_since_last_order(self) -> int | None:
         last = self._d.get("last_order_at")
@@ -85,11 +86,11 @@ class CustomerRecord(Record):
         the customer up (or, refunded, down)."""
         d = order._d if isinstance(order, Record) else (order or {})
         orders, spent = self._orders(), self._spent()
-        amount = float(d.get("amount") or 0)
+        amount = to_money(d.get("amount") or 0)
         if d.get("paid_at") is not None and d.get("refunded_at") is None:
-            orders, spent = max(0, orders - 1), max(0.0, round(spent - amount, 2))
+            orders, spent = max(0, orders - 1), max(ZERO, spent - amount)
         elif d.get("paid_at") is not None:  # refunded: its amount left the spend (the order still counts)
-            spent = round(spent + amount, 2)
+            spent = spent + amount
         return self._profile.tier(orders, spent)
 
     def _has_coupon(self, coupon_id) -> bool:
@@ -104,7 +105,7 @@ def _rfm(r: CustomerRecord) -> dict[str, int]:
 _COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
     "orders": CustomerRecord._orders,
     "spent": CustomerRecord._spent,
-    "aov": lambda r: round(r._spent() / r._orders(), 2) if r._orders() else 0.0,
+    "aov": lambda r: to_money(r._spent() / r._orders()) if r._orders() else ZERO,
     "days_since_last_order": CustomerRecord._days_since_last_order,
     "ordered_today": CustomerRecord._ordered_today,
     "had_bad_review": lambda r: bool(r._stats().get("had_bad_review")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from engine.money import to_money
 from engine.rules.context import build_context
 from engine.rules.fields import KNOWN, STAGES, Fields
 from engine.rules.templates import Scope
@@ -18,11 +19,11 @@ SAMPLE_TIME = datetime(2026, 11, 11, 2, 0, tzinfo=timezone.utc)
 _EARLIER = SAMPLE_TIME - timedelta(days=40)
 SAMPLE_CUSTOMER = {"id": "c-1", "name": "王小明", "phone": "13800000000", "email": "buyer@example.com",
                    "birthday": "1990-05-01", "timezone": None, "tags": ["vip"], "attrs": {}, "opted_out": [],
-                   "first_seen_at": _EARLIER, "updated_at": SAMPLE_TIME, "order_count": 2, "spent": 798.0,
+                   "first_seen_at": _EARLIER, "updated_at": SAMPLE_TIME, "order_count": 2, "spent": to_money("798.00"),
                    "first_order_at": _EARLIER, "last_order_at": SAMPLE_TIME,
                    "stats": {"skus": ["SB-01"], "categories": ["outdoor"], "last_rating": "good",
                              "had_bad_review": False, "coupons": {"CP-11": {"issued_at": _EARLIER.isoformat()}}}}
-SAMPLE_ORDER = {"id": "o-10001", "customer_id": "c-1", "status": "completed", "amount": 399.0,
+SAMPLE_ORDER = {"id": "o-10001", "customer_id": "c-1", "status": "completed", "amount": to_money("399.00"),
                 "attrs": {"rating": "good", "reviewed_at": SAMPLE_TIME.isoformat()},
                 "items": [{"sku": "SB-01", "name": "羽绒睡袋", "category": "outdoor", "qty": 1, "price": 399.0}],
                 "first_event_at": SAMPLE_TIME, "updated_at": SAMPLE_TIME,

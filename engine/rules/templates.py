@@ -27,6 +27,7 @@ from engine.config.textfile import NotUtf8, decode
 from engine.contacts import mask_phone
 from engine.durations import parse_duration
 from engine.errors import ExpressionError, TemplateError
+from engine.money import format_money
 from engine.rules.fields import Fields
 
 CONTEXT_NAMES = ("customer", "order", "event", "data", "shop", "now")
@@ -387,7 +388,7 @@ class Templates:
     # filters and functions ---------------------------------------------------------
     def _money(self, value, symbol: str | None = None) -> str:
         symbol = symbol if symbol is not None else self.shop.get("currency_symbol", "¥")
-        return f"{symbol}{float(value):,.2f}"
+        return format_money(value, symbol)
 
     def _date(self, value, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return _to_datetime(value, self.tz).strftime(fmt)

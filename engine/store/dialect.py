@@ -141,11 +141,13 @@ class BulkWrite:
 
 def _encoding(column, dialect_name: str):
     """How BulkWrite sends a column's values: (encoder or None, placeholder)."""
-    from engine.store.tables import UTCDateTime, encode_time  # noqa: PLC0415 - avoid a cycle
+    from engine.store.tables import MoneyType, UTCDateTime, encode_money, encode_time  # noqa: PLC0415 - a cycle
 
     holder = "?" if dialect_name == "sqlite" else "%s"
     if isinstance(column.type, UTCDateTime):
         return (lambda v, d=dialect_name: encode_time(v, d)), holder
+    if isinstance(column.type, MoneyType):
+        return (lambda v, d=dialect_name: encode_money(v, d)), holder
     if column.type.__class__.__name__ == "JSON":
         return _json_dumps, (holder if dialect_name == "sqlite" else f"CAST({holder} AS JSON)")
     if _is_float(column.type):
@@ -187,7 +189,7 @@ class BulkRead:
     the ingest and dispatch hot paths (three such lookups per batch)."""
 
     def __init__(self, engine: Engine, table, key: str = "id", columns: tuple[str, ...] | None = None):
-        from engine.store.tables import UTCDateTime, decode_time  # noqa: PLC0415 - avoid a cycle
+        from engine.store.tables import MoneyType, UTCDateTime, decode_money, decode_time  # noqa: PLC0415 - a cycle
 
         name = engine.dialect.name
         chosen = [c for c in table.columns if columns is None or c.name in columns]
@@ -196,6 +198,8 @@ class BulkRead:
         for i, column in enumerate(chosen):
             if isinstance(column.type, UTCDateTime):
                 decoders.append((i, lambda v, d=name: decode_time(v, d)))
+            elif isinstance(column.type, MoneyType):
+                decoders.append((i, decode_money))
             elif column.type.__class__.__name__ == "JSON":
                 decoders.append((i, _json_loads))
         self._decoders = decoders

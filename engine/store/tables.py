@@ -5,6 +5,7 @@ as integer microseconds since 1970-01-01 UTC (exact, ordered, and cheap to conve
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -22,6 +24,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+
+from engine.money import Money, to_money
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -61,6 +65,38 @@ class UTCDateTime(TypeDecorator):
         if isinstance(value, int):
             return EPOCH + value * _MICROSECOND
         return value.replace(tzinfo=timezone.utc)
+
+
+def encode_money(value, dialect_name: str):
+    """An amount as stored: integer cents (SQLite, exact) or the decimal (PostgreSQL NUMERIC)."""
+    amount = to_money(value)
+    return int(amount * 100) if dialect_name == "sqlite" else Decimal(amount)
+
+
+def decode_money(value, dialect_name: str | None = None) -> Money:
+    """The inverse of encode_money."""
+    if isinstance(value, int):
+        return Money(Decimal(value).scaleb(-2))
+    return to_money(value)
+
+
+class MoneyType(TypeDecorator):
+    """Amounts (engine.money): NUMERIC(18, 2) on PostgreSQL; integer cents on SQLite, which
+    has no exact decimal type. Python sees Money either way."""
+
+    impl = Numeric(18, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(18, 2))
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else encode_money(value, dialect.name)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else decode_money(value, dialect.name)
 
 
 metadata = MetaData()
@@ -103,7 +139,7 @@ customers = Table(
     Column("updated_at", UTCDateTime),
     # the profile kept from events (engine.profile); nullable so older files gain them in place
     Column("order_count", Integer),
-    Column("spent", Float),
+    Column("spent", MoneyType),
     Column("first_order_at", UTCDateTime),
     Column("last_order_at", UTCDateTime),
     Column("birthday_md", String(5)),
@@ -122,7 +158,7 @@ orders = Table(
     Column("id", ID, primary_key=True),
     Column("customer_id", ID, nullable=False, index=True),
     Column("status", String(32)),
-    Column("amount", Float),
+    Column("amount", MoneyType),
     Column("items", JSON, nullable=False),
     Column("attrs", JSON, nullable=False),
     Column("first_event_at", UTCDateTime),

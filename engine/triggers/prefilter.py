@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Callable
 
 from jinja2 import nodes
@@ -50,10 +51,12 @@ FALSE = Predicate("1 = 0", (), True)
 
 def customer_filter(sources: list[str], parse: Callable[[str], nodes.Node], profile: ProfileConfig,
                     segments: dict[str, str], now: datetime,
-                    encode_time: Callable[[datetime], object]) -> Predicate | None:
+                    encode_time: Callable[[datetime], object],
+                    encode_money: Callable[[Decimal], object]) -> Predicate | None:
     """The predicate for `if:` (all of `sources` must hold), or None when nothing of it
-    can be translated. `parse` turns an expression's source into its Jinja node."""
-    translator = _Translator(parse, profile, segments, now, encode_time)
+    can be translated. `parse` turns an expression's source into its Jinja node;
+    `encode_time` and `encode_money` give a time and an amount as the store keeps them."""
+    translator = _Translator(parse, profile, segments, now, encode_time, encode_money)
     parts = [p for p in (translator.source(s) for s in sources) if p is not None]
     if not parts:
         return None
@@ -61,7 +64,9 @@ def customer_filter(sources: list[str], parse: Callable[[str], nodes.Node], prof
 
 
 class _Translator:
-    def __init__(self, parse, profile: ProfileConfig, segments: dict[str, str], now: datetime, encode_time):
+    def __init__(self, parse, profile: ProfileConfig, segments: dict[str, str], now: datetime, encode_time,
+                 encode_money):
+        self.encode_money = encode_money
         self.parse = parse
         self.profile = profile
         self.segments = segments
@@ -129,6 +134,8 @@ class _Translator:
             return None
         value = right.value
         field = _customer_field(left)
+        if field == "spent":
+            return self.spent(op, value)
         if field in _COLUMNS:
             return Predicate(f"{_COLUMNS[field]} {_OPS[op]} ?", (value,), True)
         if field == "days_since_last_order":
@@ -136,6 +143,20 @@ class _Translator:
         if field in ("rfm.frequency", "rfm.monetary") and float(value).is_integer():
             return self.score(field, op, int(value))
         return None
+
+    def spent(self, op: str, value: float) -> Predicate:
+        """customer.spent <op> value. Spend is whole cents and the value is taken as written
+        (19.99 is 19.99, as engine.money compares): a bound between two cents becomes the
+        equivalent comparison with a whole cent, so the store compares exact integers."""
+        bound = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        cents = bound * 100
+        if cents != cents.to_integral_value():
+            if op in ("eq", "ne"):  # never equal to a whole number of cents
+                return FALSE if op == "eq" else TRUE
+            # c > 9999.9 <=> c > 9999 ; c >= 9999.9 <=> c >= 10000 ; and so for < and <=
+            down, up = cents.to_integral_value(ROUND_FLOOR), cents.to_integral_value(ROUND_CEILING)
+            op, cents = {"gt": ("gt", down), "gteq": ("gteq", up), "lt": ("lt", up), "lteq": ("lteq", down)}[op]
+        return Predicate(f"{_COLUMNS['spent']} {_OPS[op]} ?", (self.encode_money(cents.scaleb(-2)),), True)
 
     def days_since(self, op: str, days: float) -> Predicate | None:
         """(now - last_order_at).days <op> days, as a range of last_order_at; a customer
@@ -187,7 +208,7 @@ class _Translator:
                 return TRUE
             if n - 2 >= len(bands):
                 return FALSE
-            return Predicate(f"{_COLUMNS['spent']} >= ?", (bands[n - 2],), True)
+            return self.spent("gteq", bands[n - 2])
 
         def negate(p: Predicate) -> Predicate:
             return Predicate(f"NOT ({p.sql})", p.params, True)

@@ -40,7 +40,7 @@ from engine.rules.context import build_context
 from engine.rules.model import Rule, RuleSet
 from engine.store import Store
 from engine.store.rows import LogRow, log_row, new_message
-from engine.store.tables import encode_time
+from engine.store.tables import encode_money, encode_time
 from engine.triggers.prefilter import customer_filter
 
 log = logger.bind(component="sweeps")
@@ -171,7 +171,8 @@ class Sweeper:
             return None
         return customer_filter([c.source for c in rule.conditions], self.parse, self.profile or DEFAULT_PROFILE,
                                self.segments() if self.segments else {}, moment,
-                               lambda t: encode_time(t, self.store.dialect))
+                               lambda t: encode_time(t, self.store.dialect),
+                               lambda amount: encode_money(amount, self.store.dialect))
 
     def _consider(self, rule: Rule, customer: dict, moment: datetime, key: str, now: datetime,
                   rows: list[dict], failures: list[dict]) -> None:

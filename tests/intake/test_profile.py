@@ -18,6 +18,7 @@ from engine.intake.profile import birthday_md
 from engine.rules.context import build_context
 from engine.rules.templates import Templates
 from engine.store import Store
+from engine.store.tables import customers
 from tests.helpers import T0, created, event
 
 UTC = timezone.utc
@@ -140,8 +141,8 @@ def test_tier_before_an_order_tells_a_tier_upgrade(engine, order, expected):
     # of the orders paid up to and including it
     upto = {"o-0": (2, 700.0), "o-1": (3, 1600.0), "o-2": (4, 2100.0), "o-3": (4, 2100.0)}[order]
     with engine.store.engine.begin() as conn:
-        conn.execute(text("UPDATE customers SET order_count = :n, spent = :s WHERE id = 'c-1'"),
-                     {"n": upto[0], "s": upto[1]})
+        # through the table's types: an amount is stored as cents on SQLite, a decimal on PostgreSQL
+        conn.execute(customers.update().where(customers.c.id == "c-1").values(order_count=upto[0], spent=upto[1]))
 
     got = evaluate(engine, "c-1", "[customer.tier, customer.tier_before(order)]", T0 + timedelta(days=1),
                    profile, order_id=order)

@@ -17,7 +17,7 @@ from engine.intake.state import new_customer
 from engine.rules.context import build_context
 from engine.rules.templates import Templates
 from engine.store import IngestWrite
-from engine.store.tables import encode_time
+from engine.store.tables import encode_money, encode_time
 from engine.triggers.prefilter import customer_filter
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -31,6 +31,13 @@ SEGMENTS = {"high_quality": "customer.orders >= 1 and not customer.had_bad_revie
 CONDITIONS = [
     ("customer.orders >= 3", True),
     ("customer.spent > 500", True),
+    # amounts as written and compared exactly to the cent (engine.money), on both databases
+    ("customer.spent > 99.99", True),
+    ("customer.spent <= 99.99", True),
+    ("customer.spent >= 99.995", True),
+    ("customer.spent < 999.991", True),
+    ("customer.spent == 999.99", True),
+    ("customer.spent == 100.001", True),  # never: no amount is between two cents
     ("1 <= customer.orders", True),
     ("customer.days_since_last_order >= 90", True),
     ("customer.days_since_last_order < 30", True),
@@ -86,7 +93,7 @@ def test_the_sql_keeps_every_customer_the_condition_accepts(store, customers, co
     accepted = {cid for cid, c in customers.items() if python_says(templates, condition, c)}
 
     where = customer_filter([condition], templates.parse_expression, PROFILE, SEGMENTS, NOW,
-                            lambda t: encode_time(t, store.dialect))
+                            lambda t: encode_time(t, store.dialect), lambda a: encode_money(a, store.dialect))
     selected = {c["id"] for page in store.customer_pages(size=7, where=where.sql if where else None,
                                                          params=where.params if where else ())
                 for c in page}
