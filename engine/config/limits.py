@@ -172,7 +172,8 @@ LIMITS = Section((
                          unknown="unknown channel {key!r}; channels: {names}{hint}"), null=ABSENT),
     Key("max_deferral", DURATION, "The latest a message without `expires` goes after its due time.",
         examples=("1d",)),
-), "must be a mapping with marketing, service, channels", build=_limits)
+), "must be a mapping with marketing, service, channels",
+    "No customer gets spammed: limits across all rules, checked at send time.", build=_limits)
 
 
 def read_limits(raw, lines: Lines, problems: list, channel_names: list[str]) -> Limits:

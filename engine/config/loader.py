@@ -304,7 +304,8 @@ DISPATCH = Section((
     Key("lease", DURATION, "A message in flight longer than this (its dispatcher died) is retried.",
         examples=("5m",)),
     Key("retry", RETRY),
-), "must be a mapping with batch_size, tick, lease", build=lambda values: DispatchConfig(**values))
+), "must be a mapping with batch_size, tick, lease", "How the daemon takes due messages and retries failures.",
+    build=lambda values: DispatchConfig(**values))
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG = Section((
@@ -316,7 +317,7 @@ LOG = Section((
         'must be a size or a time, such as "100 MB" or "00:00"', examples=("100 MB", "00:00")),
     Key("retention", TEXT_OR_NUMBER, "Delete rotated files older than this.",
         'must be a duration, such as "14 days"', examples=("14 days",)),
-), "must be a mapping, such as {level: INFO}",
+), "must be a mapping, such as {level: INFO}", "The log: level, format, file and its rotation.",
     build=lambda values: (values.pop("level", "INFO"), values))
 
 

@@ -79,9 +79,14 @@ def _profile(values: dict) -> ProfileConfig:
 PROFILE = Section((
     Key("tiers", ListOf(TIER, "must be a list of tiers, highest first, such as [{name: 金卡, min_spent: 2000}, "
                               "{name: 会员}]", non_empty=True), "Member tiers, highest first."),
-    Key("rfm", Section(tuple(Key(name, BANDS) for name in ("recency_days", "frequency", "monetary")),
-                       "must be a mapping with recency_days, frequency, monetary"), null=ABSENT),
-), "must be a mapping with tiers and rfm", build=_profile)
+    Key("rfm", Section((
+        Key("recency_days", BANDS, "Days since the last order: score 5 within the first, 1 beyond the last."),
+        Key("frequency", BANDS, "Paid orders: score 1 below the first, 5 at or above the last."),
+        Key("monetary", BANDS, "Money spent: score 1 below the first, 5 at or above the last."),
+    ), "must be a mapping with recency_days, frequency, monetary", "The RFM score bands, four limits each."),
+        null=ABSENT),
+), "must be a mapping with tiers and rfm", "Member tiers and RFM bands, read by customer.tier and customer.rfm.",
+    build=_profile)
 
 
 def read_profile(raw, lines, problems: list) -> ProfileConfig:

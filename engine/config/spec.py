@@ -233,7 +233,9 @@ def schema(spec) -> dict:
             out["required"] = required
         out["properties"] = {k.name: key_schema(k) for k in spec.keys}
         if spec.off is not None:
-            out = {"anyOf": [{"enum": [False, "off"]}, out]}
+            out = {"anyOf": [{"enum": [False, "off"]}, {k: v for k, v in out.items() if k != "description"}]}
+            if spec.doc:
+                out["description"] = spec.doc
         return out
     if isinstance(spec, Each):
         out = {"type": "object"}
