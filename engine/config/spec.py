@@ -12,8 +12,9 @@ once.
   (channels, segments, fields); `ListOf`: a list of values of one spec; `Custom`: a step
   that needs more than the value (channel types from the registry, segment conditions).
 
-`read(spec, raw, lines, problems)` walks a value by its spec and returns what it means;
-`schema(spec)` gives its JSON Schema."""
+`read_section(section, raw, path, Walk(lines, problems))` walks a value by its spec and
+returns what it means (every problem reported on the way); `schema(spec)` gives its JSON
+Schema."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from engine.durations import parse_duration
 
 ERROR = "error"  # Key.null: a written null is a bad value like any other
 ABSENT = "absent"  # Key.null: a written null means the key's default, as if it were not written
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class ListOf:
 @dataclass(frozen=True)
 class Custom:
     """A step that needs more than the value: `read(walk, value, path)` reports through
-    `walk.report` and returns the meaning (or _MISSING-like None when broken)."""
+    `walk.report` and returns the meaning, or raises Bad when the value is broken."""
 
     read: Callable
     schema: dict | Callable[[], dict]
