@@ -7,7 +7,8 @@ from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+$")
+PATTERN = r"^\s*(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+$"  # also the JSON Schemas' (engine.config.spec.DURATION)
+_WHOLE = re.compile(PATTERN)
 
 HINT = "write a number and a unit: 30s, 30m, 2h, 3d, 1w (or combined, like 1d12h)"
 MAX_SECONDS = 3650 * 86400  # ten years: any wait, expiry, cooldown, window or offset (README "Limits")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.channels.base import is_env_name
-from engine.config.yamlfile import Lines, did_you_mean
+from engine.config.spec import ENV_NAME, Key, Kind, Section, Walk, read_section
+from engine.config.yamlfile import Lines
 
-KEYS = ("listen", "token_env", "hmac_env", "max_body")
-SIZE_PATTERN = r"^\s*(\d+)\s*([Bb]|[Kk][Bb]|[Mm][Bb])?\s*$"  # also config.schema.json's
+SIZE_PATTERN = r"^\s*(\d+)\s*([Bb]|[Kk][Bb]|[Mm][Bb])?\s*$"
 _SIZE = re.compile(SIZE_PATTERN)
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024 * 1024}
 
@@ -30,41 +29,46 @@ class HttpConfig:
         return f"{self.host}:{self.port}"
 
 
+def _listen(value) -> tuple[str, int]:
+    """HOST:PORT, such as 127.0.0.1:8787 or [::1]:8787."""
+    if isinstance(value, str):
+        host, sep, port = value.strip().rpartition(":")
+        if sep and host and port.isdigit() and 0 < int(port) < 65536:
+            return host.strip("[]"), int(port)
+    raise ValueError(f"bad address {value!r}; write HOST:PORT, such as 127.0.0.1:8787 (0.0.0.0:8787 listens on "
+                     "every interface)")
+
+
+def _size(value) -> int:
+    size = parse_size(value)
+    if size is None:
+        raise ValueError(f"bad size {value!r}; write bytes or a size such as 512KB or 5MB")
+    return size
+
+
+LISTEN = Kind("listen", _listen, {"type": "string", "pattern": r"^\s*\S.*:\d+\s*$"})
+SIZE = Kind("size", _size, {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}]})
+ENV_MESSAGE = ("must be the NAME of an environment variable, such as ENGINE_TOKEN (the secret itself never goes in "
+               "config.yaml)")
+
+
+def _build(values: dict) -> HttpConfig:
+    host, port = values.pop("listen", (HttpConfig.host, HttpConfig.port))
+    return HttpConfig(host=host, port=port, **values)
+
+
+HTTP = Section((
+    Key("listen", LISTEN, "Where the API listens, HOST:PORT (0.0.0.0:8787: every interface).",
+        examples=("127.0.0.1:8787",)),
+    Key("token_env", ENV_NAME, "The NAME of the environment variable holding the bearer token.", ENV_MESSAGE),
+    Key("hmac_env", ENV_NAME, "The NAME of the environment variable holding the HMAC secret.", ENV_MESSAGE),
+    Key("max_body", SIZE, "The largest request body: bytes, or a size such as 512KB or 5MB.", examples=("5MB",)),
+), 'must be a mapping such as {listen: "127.0.0.1:8787"}, or false to run without the HTTP API',
+    "The daemon's HTTP API, or false for none.", build=_build, off=lambda: HttpConfig(enabled=False))
+
+
 def read_http(raw, lines: Lines, problems: list) -> HttpConfig:
-    cfg = HttpConfig()
-    if raw is None:
-        return cfg
-    if raw is False or (isinstance(raw, str) and raw.strip().lower() == "off"):
-        cfg.enabled = False
-        return cfg
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("http",), "must be a mapping such as {listen: \"127.0.0.1:8787\"}, "
-                                                 "or false to run without the HTTP API"))
-        return cfg
-    for key, value in raw.items():
-        path = ("http", key)
-        if key == "listen":
-            host, port = _listen(value)
-            if host is None:
-                problems.append(lines.problem(path, f"bad address {value!r}; write HOST:PORT, such as 127.0.0.1:8787 "
-                                                    "(0.0.0.0:8787 listens on every interface)"))
-            else:
-                cfg.host, cfg.port = host, port
-        elif key in ("token_env", "hmac_env"):
-            if not is_env_name(value):
-                problems.append(lines.problem(path, "must be the NAME of an environment variable, such as "
-                                                    "ENGINE_TOKEN (the secret itself never goes in config.yaml)"))
-            else:
-                setattr(cfg, key, value)
-        elif key == "max_body":
-            size = parse_size(value)
-            if size is None:
-                problems.append(lines.problem(path, f"bad size {value!r}; write bytes or a size such as 512KB or 5MB"))
-            else:
-                cfg.max_body = size
-        else:
-            problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(str(key), KEYS)}"))
-    return cfg
+    return read_section(HTTP, raw, ("http",), Walk(lines, problems))
 
 
 def parse_size(value) -> int | None:
@@ -77,11 +81,3 @@ def parse_size(value) -> int | None:
         return None
     return int(match.group(1)) * _UNITS[(match.group(2) or "B").upper()]
 
-
-def _listen(value) -> tuple[str | None, int]:
-    if not isinstance(value, str):
-        return None, 0
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return None, 0
-    return host.strip("[]"), int(port)

@@ -8,12 +8,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
-from engine.config.yamlfile import Lines, did_you_mean
+from engine.config.spec import ABSENT, DURATION, Each, Key, Kind, ListOf, Section, Walk, read_section
+from engine.config.yamlfile import Lines
+from engine.durations import PATTERN as DURATION_PATTERN
 from engine.durations import parse_duration
 
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-RATE_PATTERN = r"^\s*(\d+)\s*/\s*(s|m|h)\s*$"  # also config.schema.json's
+CAP_PATTERN = r"^\s*\d+\s*/" + DURATION_PATTERN[1:]  # the schema's: COUNT/ then a duration
+WINDOW_PATTERN = r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$"
+_WINDOW = re.compile(WINDOW_PATTERN)
+RATE_PATTERN = r"^\s*(\d+)\s*/\s*(s|m|h)\s*$"
 _RATE = re.compile(RATE_PATTERN)
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -120,97 +124,61 @@ DEFAULTS = {
     "service": {"per_customer": ["6/1d"], "quiet_hours": "23:00-07:00"},
 }
 
+CAP = Kind("cap", parse_cap, {"type": "string", "pattern": CAP_PATTERN})
+WINDOW = Kind("window", parse_window, {"type": "string", "pattern": WINDOW_PATTERN})
+RATE = Kind("rate", parse_rate, {"type": "string", "pattern": RATE_PATTERN})
 
-KIND_KEYS = ("per_customer", "quiet_hours")
-CHANNEL_KEYS = ("per_customer", "rate")
-TOP_KEYS = ("marketing", "service", "channels", "max_deferral")
+
+def _caps(doc: str) -> Key:
+    return Key("per_customer", ListOf(CAP, 'must be a list of caps, such as ["1/1d", "3/7d"]'), doc, null=(),
+               examples=(["1/1d", "3/7d"],))
+
+
+def _kind(kind: str) -> Section:
+    defaults = DEFAULTS[kind]
+
+    def build(values: dict) -> KindLimits:
+        caps = values.get("per_customer", [parse_cap(c) for c in defaults["per_customer"]])
+        return KindLimits(tuple(caps), values.get("quiet_hours", parse_window(defaults["quiet_hours"])))
+
+    return Section((
+        _caps(f"At most COUNT {kind} messages to one customer in any WINDOW (rolling)."),
+        Key("quiet_hours", WINDOW, "No message in these hours of the customer's local time (null: none).",
+            null=None, examples=(defaults["quiet_hours"],)),
+    ), "must be a mapping with per_customer and quiet_hours", f"Limits on {kind} messages, across all rules.",
+        build=build)
+
+
+CHANNEL_LIMITS = Section((
+    _caps("Marketing caps on this channel alone."),
+    Key("rate", RATE, "The provider's throughput: messages go evenly spaced, never more than this.",
+        examples=("50/s",)),
+), 'must be a mapping, such as {per_customer: ["2/1d"], rate: 50/s}',
+    build=lambda values: ChannelLimits(tuple(values.get("per_customer", ())), values.get("rate")))
+
+
+def _limits(values: dict) -> Limits:
+    limits = Limits(**{k: v for k, v in values.items() if k != "marketing" and k != "service"})
+    limits.marketing = values.get("marketing") or _kind("marketing").build({})
+    limits.service = values.get("service") or _kind("service").build({})
+    return limits
+
+
+LIMITS = Section((
+    Key("marketing", _kind("marketing"), null=ABSENT),
+    Key("service", _kind("service"), null=ABSENT),
+    Key("channels", Each(CHANNEL_LIMITS, "must map channel names to {per_customer, rate}", "Per channel name.",
+                         names=lambda values: list(values.get("channels", ("log",))),  # none: the log channel
+                         unknown="unknown channel {key!r}; channels: {names}{hint}"), null=ABSENT),
+    Key("max_deferral", DURATION, "The latest a message without `expires` goes after its due time.",
+        examples=("1d",)),
+), "must be a mapping with marketing, service, channels",
+    "No customer gets spammed: limits across all rules, checked at send time.", build=_limits)
 
 
 def read_limits(raw, lines: Lines, problems: list, channel_names: list[str]) -> Limits:
     """Missing keys take the safe defaults (marketing 1/1d and 3/7d, quiet 21:00-09:00;
     service 6/1d, quiet 23:00-07:00); `quiet_hours: null` or `per_customer: []` turns
     one off explicitly."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("limits",), "must be a mapping with marketing, service, channels"))
-        raw = {}
-    for key in raw:
-        if key not in TOP_KEYS:
-            problems.append(lines.problem(("limits", key), f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}"))
-    limits = Limits(
-        marketing=_kind(raw.get("marketing"), "marketing", lines, problems),
-        service=_kind(raw.get("service"), "service", lines, problems),
-        channels=_channels(raw.get("channels"), lines, problems, channel_names),
-    )
-    if "max_deferral" in raw:
-        try:
-            limits.max_deferral = parse_duration(raw["max_deferral"])
-        except ValueError as exc:
-            problems.append(lines.problem(("limits", "max_deferral"), str(exc)))
-    return limits
-
-
-def _kind(raw, kind: str, lines: Lines, problems: list) -> KindLimits:
-    path = ("limits", kind)
-    settings = dict(DEFAULTS[kind])
-    if raw is not None and not isinstance(raw, dict):
-        problems.append(lines.problem(path, "must be a mapping with per_customer and quiet_hours"))
-        raw = None
-    for key, value in (raw or {}).items():
-        if key not in KIND_KEYS:
-            problems.append(lines.problem(path + (key,), f"unknown key {key!r}{did_you_mean(key, KIND_KEYS)}"))
-        else:
-            settings[key] = value
-    out = KindLimits(per_customer=_caps(settings["per_customer"], path + ("per_customer",), lines, problems))
-    if settings["quiet_hours"] is not None:
-        try:
-            out.quiet_hours = parse_window(settings["quiet_hours"])
-        except ValueError as exc:
-            problems.append(lines.problem(path + ("quiet_hours",), str(exc)))
-    return out
-
-
-def _caps(raw, path: tuple, lines: Lines, problems: list) -> tuple:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        problems.append(lines.problem(path, 'must be a list of caps, such as ["1/1d", "3/7d"]'))
-        return ()
-    caps = []
-    for i, text in enumerate(raw):
-        try:
-            caps.append(parse_cap(text))
-        except ValueError as exc:
-            problems.append(lines.problem(path + (i,), str(exc)))
-    return tuple(caps)
-
-
-def _channels(raw, lines: Lines, problems: list, channel_names: list[str]) -> dict[str, ChannelLimits]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("limits", "channels"), "must map channel names to {per_customer, rate}"))
-        return {}
-    out = {}
-    for name, settings in raw.items():
-        path = ("limits", "channels", name)
-        if name not in channel_names:
-            problems.append(lines.problem(path, f"unknown channel {name!r}; channels: {', '.join(channel_names)}"
-                                                f"{did_you_mean(name, channel_names)}"))
-            continue
-        if not isinstance(settings, dict):
-            problems.append(lines.problem(path, 'must be a mapping, such as {per_customer: ["2/1d"], rate: 50/s}'))
-            continue
-        limits = ChannelLimits()
-        for key, value in settings.items():
-            if key == "per_customer":
-                limits.per_customer = _caps(value, path + (key,), lines, problems)
-            elif key == "rate":
-                try:
-                    limits.rate = parse_rate(value)
-                except ValueError as exc:
-                    problems.append(lines.problem(path + (key,), str(exc)))
-            else:
-                problems.append(lines.problem(path + (key,), f"unknown key {key!r}{did_you_mean(key, CHANNEL_KEYS)}"))
-        out[str(name)] = limits
-    return out
+    walk = Walk(lines, problems, {"channels": dict.fromkeys(channel_names)})
+    return read_section(LIMITS, raw, ("limits",), walk)

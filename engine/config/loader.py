@@ -11,17 +11,34 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.config.http import HttpConfig, read_http
-from engine.config.limits import Limits, read_limits
-from engine.config.profile import ProfileConfig, read_profile
+from engine.config.http import HTTP, HttpConfig
+from engine.config.limits import LIMITS, Limits, read_limits
+from engine.config.profile import PROFILE, ProfileConfig
+from engine.config.spec import (
+    ABSENT,
+    BOOLEAN,
+    COUNT,
+    DURATION,
+    ENV_NAME,
+    IDENTIFIER_PATTERN,
+    TEXT,
+    TEXT_OR_NUMBER,
+    Bad,
+    Custom,
+    Each,
+    Key,
+    Section,
+    Walk,
+    choice,
+    kind,
+    read_section,
+)
 from engine.config.yamlfile import Lines, did_you_mean, load_yaml_file
-from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
-from engine.rules.fields import Fields, read_fields
+from engine.rules.fields import DECLARABLE, Fields
 
 DEFAULT_DATABASE = "sqlite:///var/engine.db"
-TOP_KEYS = ("timezone", "database", "shop", "channels", "dispatch", "log", "limits", "segments", "profile", "http",
-            "fields")
+DEFAULT_TIMEZONE = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -91,8 +108,6 @@ def resolve_database(url: str, base_dir: Path) -> str:
 
 def load_config(path: Path) -> Config:
     """Load and validate config.yaml; raise ConfigError listing every problem."""
-    from engine.channels import channel_class, channel_types  # registry; imported late to avoid a cycle
-
     display = str(path)
     data, lines, problems = load_yaml_file(path, display)
     if data is None and not problems:
@@ -103,37 +118,15 @@ def load_config(path: Path) -> Config:
         raise ConfigError([Problem(display, 1, "", "config.yaml must be a mapping of keys such as timezone, "
                                                    "database, channels")])
     base = path.resolve().parent
-    for key in data:
-        if key not in TOP_KEYS:
-            problems.append(lines.problem((key,), f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}"))
-
-    tz = _timezone(data.get("timezone", "Asia/Shanghai"), lines, problems)
-    database = data.get("database", DEFAULT_DATABASE)
-    if not isinstance(database, str):
-        problems.append(lines.problem(("database",), "must be a database URL such as sqlite:///var/engine.db "
-                                      "or postgresql+psycopg://user@host/db"))
-        database = DEFAULT_DATABASE
-    shop = data.get("shop", {}) or {}
-    if not isinstance(shop, dict):
-        problems.append(lines.problem(("shop",), "must be a mapping, such as {name: 小明户外}"))
-        shop = {}
-    channels = _channels(data.get("channels"), lines, problems, channel_types())
-    for channel in channels.values():
-        for option, message in channel_class(channel.type).option_problems(channel.options):
-            problems.append(lines.problem(("channels", channel.name, option), message))
-    dispatch = _dispatch(data.get("dispatch") or {}, lines, problems)
-    log_level, log_options = _log_level(data.get("log"), lines, problems)
-    if "file" in log_options:
-        log_options["file"] = str((base / log_options["file"]).resolve())
-    limits = read_limits(data.get("limits"), lines, problems, list(channels))
-    profile = read_profile(data.get("profile"), lines, problems)
-    fields = read_fields(data.get("fields"), lines, problems)
-    segments = read_segments(data.get("segments"), tz, lines, problems, {}, Fields(fields, tuple(shop)))
-    http = read_http(data.get("http"), lines, problems)
+    config = read_section(CONFIG, data, (), Walk(lines, problems))
     if problems:
         raise ConfigError(problems)
-    return Config(path, base, tz, resolve_database(database, base), shop, channels, dispatch, log_level, limits, data,
-                  profile, segments, http, log_options, fields)
+    config.path, config.base_dir = path, base
+    config.database = resolve_database(config.database, base)
+    if "file" in config.log_options:
+        config.log_options["file"] = str((base / config.log_options["file"]).resolve())
+    config.raw = data
+    return config
 
 
 def read_segments(raw, tz: ZoneInfo, lines: Lines, problems: list, known: dict[str, str],
@@ -213,119 +206,149 @@ def cycle_message(cycle: list[str]) -> str:
             "through others")
 
 
-def _timezone(value, lines: Lines, problems: list) -> ZoneInfo:
+# ---- the spec of config.yaml ------------------------------------------------------------
+
+@kind("timezone", {"type": "string"})
+def TIMEZONE(value) -> ZoneInfo:
     try:
         return ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(lines.problem(("timezone",), f"unknown time zone {value!r}; write an IANA name such as "
-                                                     "Asia/Shanghai"))
-        return ZoneInfo("Asia/Shanghai")
+        raise ValueError(f"unknown time zone {value!r}; write an IANA name such as Asia/Shanghai") from None
 
 
-def _channels(raw, lines: Lines, problems: list, known_types: list[str]) -> dict[str, ChannelConfig]:
-    if raw is None:
-        return {"log": ChannelConfig("log", "log", {})}
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("channels",), "must map channel names to settings, such as sms: {type: "
-                                                     "file, path: outbox/sms.jsonl}"))
+@kind("shop", {"type": "object", "properties": {"name": {"type": "string"}, "signature": {"type": "string"},
+                                                "url": {"type": "string"}, "currency_symbol": {"type": "string"}}})
+def SHOP(value) -> dict:
+    if not value:
         return {}
-    out = {}
-    for name, settings in raw.items():
-        path = ("channels", name)
-        if not isinstance(settings, dict) or "type" not in settings:
-            problems.append(lines.problem(path, f"needs a type; known types: {', '.join(known_types)}"))
-            continue
-        ctype = settings["type"]
-        if ctype not in known_types:
-            problems.append(lines.problem(path + ("type",), f"unknown channel type {ctype!r}; known: "
-                                          f"{', '.join(known_types)}{did_you_mean(ctype, known_types)}"))
-            continue
-        options = {k: v for k, v in settings.items() if k != "type"}
-        out[str(name)] = ChannelConfig(str(name), ctype, options, lines.line(path))
-    return out
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping, such as {name: 小明户外}")
+    return value
 
+
+def _channel(walk: Walk, settings, path: tuple) -> ChannelConfig:
+    """One channel: its type from the registry, its options checked by the type's class."""
+    from engine.channels import channel_class, channel_types  # noqa: PLC0415 - the registry imports every channel
+
+    known_types = channel_types()
+    if not isinstance(settings, dict) or "type" not in settings:
+        walk.report(path, f"needs a type; known types: {', '.join(known_types)}")
+        raise Bad
+    ctype = settings["type"]
+    if ctype not in known_types:
+        walk.report(path + ("type",), f"unknown channel type {ctype!r}; known: {', '.join(known_types)}"
+                                      f"{did_you_mean(ctype, known_types)}")
+        raise Bad
+    options = {k: v for k, v in settings.items() if k != "type"}
+    for option, message in channel_class(ctype).option_problems(options):
+        walk.report(path + (option,), message)
+    return ChannelConfig(str(path[-1]), ctype, options, walk.lines.line(path))
+
+
+def _channel_schema(type_name: str, cls) -> dict:
+    options = {name: {"description": text} for name, text in cls.options_help.items()}
+    options["contact"] = {"enum": list(cls.CONTACTS), "description": cls.options_help["contact"]}
+    options["sms"] = {"type": "object", "additionalProperties": False, "description": cls.options_help["sms"],
+                      "properties": {"signature": {"type": "string"}, "unsubscribe": {"type": "string"},
+                                     "max_segments": {"type": "integer", "minimum": 1}}}
+    for name in options:
+        if name.endswith("_env"):
+            options[name] = {**options[name], **ENV_NAME.schema}
+    return {"type": "object", "additionalProperties": False, "required": ["type", *cls.required],
+            "properties": {"type": {"const": type_name, "description": "The kind of channel."}, **options}}
+
+
+def _channels_schema() -> dict:
+    from engine.channels import REGISTRY  # noqa: PLC0415 - the registry imports every channel
+
+    return {"oneOf": [_channel_schema(name, cls) for name, cls in sorted(REGISTRY.items())]}
+
+
+def _segments(walk: Walk, raw, path: tuple) -> dict[str, str]:
+    values = walk.values
+    fields = Fields(values.get("fields", {}), tuple(values.get("shop", {})))
+    return read_segments(raw, values.get("timezone", DEFAULT_TIMEZONE), walk.lines, walk.problems, {}, fields)
+
+
+@kind("field-names", {"anyOf": [{"type": "array", "items": {"type": "string", "pattern": IDENTIFIER_PATTERN}},
+                                {"type": "object", "propertyNames": {"pattern": IDENTIFIER_PATTERN}}]})
+def FIELD_NAMES(value) -> tuple[str, ...]:
+    names = list(value) if isinstance(value, dict) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise ValueError("must be a list of field names (letters, digits, _), such as [vip_level, wechat_id]")
+    return tuple(names)
+
+
+FIELDS = Each(FIELD_NAMES, "must map objects to their custom fields, such as {customer: [vip_level], order: "
+                           "[platform]}",
+              "Custom fields your events carry that rules and templates read, per object; any other field a rule "
+              "reads is an error in `check`.", names=DECLARABLE,
+              unknown="unknown object {key!r}{hint}; custom fields can be declared for " + ", ".join(DECLARABLE))
+
+
+def _count(name: str, doc: str, message: str) -> Key:
+    return Key(name, COUNT, doc, message)
+
+
+RETRY = Section((
+    _count("attempts", "Attempts in all for a transient channel failure.",
+           "must be a whole number of attempts, 1 or more (1: never retry)"),
+    Key("backoff", DURATION, "The wait after the first failure (doubling).", examples=("30s",)),
+    Key("max_backoff", DURATION, "The longest wait between attempts.", examples=("30m",)),
+), "must be a mapping such as {attempts: 5, backoff: 30s, max_backoff: 30m}",
+    "Transient channel failures (timeouts, 5xx, rate limits).", build=lambda values: RetryConfig(**values))
+
+DISPATCH = Section((
+    _count("batch_size", "Messages taken per transaction.", "must be a whole number of messages, such as 500"),
+    Key("tick", DURATION, "How often the daemon looks for due messages.", examples=("1s",)),
+    Key("lease", DURATION, "A message in flight longer than this (its dispatcher died) is retried.",
+        examples=("5m",)),
+    Key("retry", RETRY),
+), "must be a mapping with batch_size, tick, lease", "How the daemon takes due messages and retries failures.",
+    build=lambda values: DispatchConfig(**values))
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG = Section((
+    Key("level", choice("log-level", LOG_LEVELS, "unknown log level {value!r}; choose one of: {choices}", upper=True),
+        "DEBUG, INFO (default), WARNING or ERROR."),
+    Key("json", BOOLEAN, "One JSON object per line.", "must be true or false"),
+    Key("file", TEXT_OR_NUMBER, "Also write to this file.", "must be a file path, such as var/engine.log"),
+    Key("rotation", TEXT_OR_NUMBER, "Start a new file at this size or time.",
+        'must be a size or a time, such as "100 MB" or "00:00"', examples=("100 MB", "00:00")),
+    Key("retention", TEXT_OR_NUMBER, "Delete rotated files older than this.",
+        'must be a duration, such as "14 days"', examples=("14 days",)),
+), "must be a mapping, such as {level: INFO}", "The log: level, format, file and its rotation.",
+    build=lambda values: (values.pop("level", "INFO"), values))
 
 
-LOG_KEYS = ("level", "json", "file", "rotation", "retention")
+def _config(values: dict) -> Config:
+    """What config.yaml means; `load_config` adds the paths."""
+    level, log_options = values.get("log", ("INFO", {}))
+    return Config(None, Path(), values.get("timezone", DEFAULT_TIMEZONE), values.get("database", DEFAULT_DATABASE),
+                  values.get("shop", {}), values.get("channels", {"log": ChannelConfig("log", "log", {})}),
+                  values.get("dispatch", DispatchConfig()), level, values.get("limits", LIMITS.build({})), {},
+                  values.get("profile", ProfileConfig()), values.get("segments", {}), values.get("http", HttpConfig()),
+                  log_options, values.get("fields", {}))
 
 
-def _log_level(raw, lines: Lines, problems: list) -> tuple[str, dict]:
-    """The level, and the other `log:` settings (json, file, rotation, retention)."""
-    if raw is None:
-        return "INFO", {}
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("log",), "must be a mapping, such as {level: INFO}"))
-        return "INFO", {}
-    options = {}
-    for key, value in raw.items():
-        if key not in LOG_KEYS:
-            problems.append(lines.problem(("log", key), f"unknown key {key!r}{did_you_mean(key, LOG_KEYS)}"))
-        elif key == "json":
-            if not isinstance(value, bool):
-                problems.append(lines.problem(("log", key), "must be true or false"))
-            else:
-                options[key] = value
-        elif key in ("file", "rotation", "retention"):
-            if not isinstance(value, (str, int)) or isinstance(value, bool):
-                problems.append(lines.problem(("log", key), {"file": "must be a file path, such as var/engine.log",
-                                                             "rotation": "must be a size or a time, such as "
-                                                                         "\"100 MB\" or \"00:00\"",
-                                                             "retention": "must be a duration, such as "
-                                                                          "\"14 days\""}[key]))
-            else:
-                options[key] = str(value)
-    level = str(raw.get("level", "INFO")).upper()
-    if level not in LOG_LEVELS:
-        problems.append(lines.problem(("log", "level"), f"unknown log level {raw.get('level')!r}; "
-                                      f"choose one of: {', '.join(LOG_LEVELS)}"))
-        return "INFO", options
-    return level, options
-
-
-def _dispatch(raw, lines: Lines, problems: list) -> DispatchConfig:
-    cfg = DispatchConfig()
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("dispatch",), "must be a mapping with batch_size, tick, lease"))
-        return cfg
-    retry = raw.get("retry")
-    _settings(cfg, {k: v for k, v in raw.items() if k != "retry"}, ("dispatch",), lines, problems,
-              counts={"batch_size": "must be a whole number of messages, such as 500"},
-              durations=("tick", "lease"), also=("retry",))
-    if "retry" in raw:
-        cfg.retry = _retry(retry, lines, problems)
-    return cfg
-
-
-def _retry(raw, lines: Lines, problems: list) -> RetryConfig:
-    cfg = RetryConfig()
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("dispatch", "retry"), "must be a mapping such as "
-                                                             "{attempts: 5, backoff: 30s, max_backoff: 30m}"))
-        return cfg
-    _settings(cfg, raw, ("dispatch", "retry"), lines, problems,
-              counts={"attempts": "must be a whole number of attempts, 1 or more (1: never retry)"},
-              durations=("backoff", "max_backoff"))
-    return cfg
-
-
-def _settings(cfg, raw: dict, at: tuple, lines: Lines, problems: list, *, counts: dict[str, str],
-              durations: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
-    """Set a section's whole-number (1 or more) and duration settings on `cfg`; every bad
-    or unknown key is a problem at its line. `also`: keys read elsewhere."""
-    known = [*counts, *durations, *also]
-    for key, value in raw.items():
-        path = (*at, key)
-        if key in counts:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(lines.problem(path, counts[key]))
-            else:
-                setattr(cfg, key, value)
-        elif key in durations:
-            try:
-                setattr(cfg, key, parse_duration(value))
-            except ValueError as exc:
-                problems.append(lines.problem(path, str(exc)))
-        else:
-            problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, known)}"))
+# read in this order: limits know the channels, segments the time zone, the fields and the shop
+CONFIG = Section((
+    Key("timezone", TIMEZONE, "The shop's IANA time zone; event times without an offset are in it.",
+        examples=("Asia/Shanghai",)),
+    Key("database", TEXT, "sqlite:///var/engine.db (default) or postgresql+psycopg://user@host:5432/db",
+        "must be a database URL such as sqlite:///var/engine.db or postgresql+psycopg://user@host/db"),
+    Key("shop", SHOP, "Available to templates as `shop`."),
+    Key("channels", Each(Custom(_channel, _channels_schema), "must map channel names to settings, such as sms: "
+                                                            "{type: file, path: outbox/sms.jsonl}",
+                         "Channels by name; rules refer to these names."), null=ABSENT),
+    Key("dispatch", DISPATCH, null=ABSENT),
+    Key("log", LOG, null=ABSENT),
+    Key("limits", LIMITS, null=ABSENT),
+    Key("profile", PROFILE, null=ABSENT),
+    Key("fields", FIELDS, null=ABSENT),
+    Key("segments", Custom(_segments, {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}}),
+        "Named conditions, usable as segment('name').", null=ABSENT),
+    Key("http", HTTP, null=ABSENT),
+), "config.yaml must be a mapping of keys such as timezone, database, channels",
+    "The shop, the time zone, the database, the channels and the limits.", build=_config, ordered=True)
+TOP_KEYS = tuple(key.name for key in CONFIG.keys)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.config.spec import ABSENT, TEXT_OR_NUMBER, Key, ListOf, Section, Walk, amount, kind, read_section, whole
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -49,8 +51,42 @@ class ProfileConfig:
 DEFAULT_PROFILE = ProfileConfig()
 
 
-PROFILE_KEYS = ("tiers", "rfm")
-RFM_KEYS = ("recency_days", "frequency", "monetary")
+@kind("bands", {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 4, "maxItems": 4})
+def BANDS(value) -> tuple:
+    """Four non-negative numbers in ascending order (the limits of the five RFM scores)."""
+    if not (isinstance(value, list) and len(value) == 4 and value == sorted(value)
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in value)):
+        raise ValueError("must be four ascending numbers (the limits of the five scores), such as [30, 90, 180, 365]")
+    return tuple(value)
+
+
+TIER = Section((
+    Key("name", TEXT_OR_NUMBER, "The tier's name, as customer.tier reads it.", required=True),
+    Key("min_spent", amount(0), "Money spent at least.", "must be an amount, such as 2000"),
+    Key("min_orders", whole(0), "Paid orders at least.", "must be a whole number of paid orders, such as 3"),
+), "each tier needs a name, and min_spent and/or min_orders", missing="each tier needs a name, and min_spent and/or "
+   "min_orders", unknown="unknown key {key!r}{hint}; a tier has name, min_spent, min_orders",
+    build=lambda values: Tier(values.get("name", ""), values.get("min_spent", 0.0), values.get("min_orders", 0)))
+
+
+def _profile(values: dict) -> ProfileConfig:
+    config = ProfileConfig(**values.get("rfm", {}))
+    if values.get("tiers"):
+        config.tiers = values["tiers"]
+    return config
+
+
+PROFILE = Section((
+    Key("tiers", ListOf(TIER, "must be a list of tiers, highest first, such as [{name: 金卡, min_spent: 2000}, "
+                              "{name: 会员}]", non_empty=True), "Member tiers, highest first."),
+    Key("rfm", Section((
+        Key("recency_days", BANDS, "Days since the last order: score 5 within the first, 1 beyond the last."),
+        Key("frequency", BANDS, "Paid orders: score 1 below the first, 5 at or above the last."),
+        Key("monetary", BANDS, "Money spent: score 1 below the first, 5 at or above the last."),
+    ), "must be a mapping with recency_days, frequency, monetary", "The RFM score bands, four limits each."),
+        null=ABSENT),
+), "must be a mapping with tiers and rfm", "Member tiers and RFM bands, read by customer.tier and customer.rfm.",
+    build=_profile)
 
 
 def read_profile(raw, lines, problems: list) -> ProfileConfig:
@@ -66,67 +102,4 @@ def read_profile(raw, lines, problems: list) -> ProfileConfig:
             frequency: [2, 3, 5, 10]
             monetary: [100, 500, 1000, 3000]
     """
-    from engine.config.yamlfile import did_you_mean  # noqa: PLC0415 - keep this module light
-
-    config = ProfileConfig()
-    if raw is None:
-        return config
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("profile",), "must be a mapping with tiers and rfm"))
-        return config
-    for key in raw:
-        if key not in PROFILE_KEYS:
-            problems.append(lines.problem(("profile", key), f"unknown key {key!r}{did_you_mean(key, PROFILE_KEYS)}"))
-    if "tiers" in raw:
-        tiers = _tiers(raw["tiers"], lines, problems)
-        if tiers is not None:
-            config.tiers = tiers
-    rfm = raw.get("rfm")
-    if rfm is not None and not isinstance(rfm, dict):
-        problems.append(lines.problem(("profile", "rfm"), "must be a mapping with recency_days, frequency, monetary"))
-    elif rfm:
-        for key, value in rfm.items():
-            path = ("profile", "rfm", key)
-            if key not in RFM_KEYS:
-                problems.append(lines.problem(path, f"unknown key {key!r}{did_you_mean(key, RFM_KEYS)}"))
-                continue
-            if not _four_ascending(value):
-                problems.append(lines.problem(path, "must be four ascending numbers (the limits of the five scores), "
-                                                    "such as [30, 90, 180, 365]"))
-                continue
-            setattr(config, key, tuple(value))
-    return config
-
-
-def _tiers(raw, lines, problems: list) -> list[Tier] | None:
-    path = ("profile", "tiers")
-    if not isinstance(raw, list) or not raw:
-        problems.append(lines.problem(path, "must be a list of tiers, highest first, such as "
-                                            "[{name: 金卡, min_spent: 2000}, {name: 会员}]"))
-        return None
-    tiers = []
-    for i, item in enumerate(raw):
-        where = path + (i,)
-        if not isinstance(item, dict) or not item.get("name"):
-            problems.append(lines.problem(where, "each tier needs a name, and min_spent and/or min_orders"))
-            continue
-        unknown = [k for k in item if k not in ("name", "min_spent", "min_orders")]
-        for key in unknown:
-            problems.append(lines.problem(where + (key,), f"unknown key {key!r}; a tier has name, min_spent, "
-                                                          "min_orders"))
-        spent, orders = item.get("min_spent", 0), item.get("min_orders", 0)
-        if isinstance(spent, bool) or not isinstance(spent, (int, float)) or spent < 0:
-            problems.append(lines.problem(where + ("min_spent",), "must be an amount, such as 2000"))
-            continue
-        if isinstance(orders, bool) or not isinstance(orders, int) or orders < 0:
-            problems.append(lines.problem(where + ("min_orders",), "must be a whole number of paid orders, such as 3"))
-            continue
-        tiers.append(Tier(str(item["name"]), float(spent), orders))
-    return tiers
-
-
-def _four_ascending(value) -> bool:
-    """Four non-negative numbers in ascending order (the limits of the five RFM scores)."""
-    return (isinstance(value, list) and len(value) == 4
-            and all(not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in value)
-            and value == sorted(value))
+    return read_section(PROFILE, raw, ("profile",), Walk(lines, problems))

@@ -170,30 +170,3 @@ def _path(node: nodes.Node) -> str:
         return f"{_path(node.node)}[{node.arg.value!r}]"
     return "..."
 
-
-def read_fields(raw, lines, problems: list) -> dict[str, tuple[str, ...]]:
-    """config.yaml `fields:`: per object (customer, order, item, data) a list of custom
-    field names, or a mapping of names to what they hold."""
-    from engine.config.yamlfile import did_you_mean  # noqa: PLC0415 - yamlfile imports errors only
-
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        problems.append(lines.problem(("fields",), "must map objects to their custom fields, such as "
-                                                   "{customer: [vip_level], order: [platform]}"))
-        return {}
-    out: dict[str, tuple[str, ...]] = {}
-    for kind, names in raw.items():
-        path = ("fields", kind)
-        if kind not in DECLARABLE:
-            problems.append(lines.problem(path, f"unknown object {kind!r}{did_you_mean(str(kind), DECLARABLE)}; "
-                                                f"custom fields can be declared for {', '.join(DECLARABLE)}"))
-            continue
-        if isinstance(names, dict):
-            names = list(names)
-        if not isinstance(names, list) or not all(isinstance(n, str) and n.isidentifier() for n in names):
-            problems.append(lines.problem(path, "must be a list of field names (letters, digits, _), such as "
-                                                "[vip_level, wechat_id]"))
-            continue
-        out[str(kind)] = tuple(names)
-    return out

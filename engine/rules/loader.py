@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
 
-from engine.config.limits import parse_window
 from engine.config.yamlfile import (
     FULL_WIDTH,
     YAML11_BOOL_WORDS,
@@ -20,7 +19,7 @@ from engine.config.yamlfile import (
     format_path,
     load_yaml_file,
 )
-from engine.durations import format_duration, parse_duration
+from engine.durations import format_duration
 from engine.errors import ExpressionError, Problem, TemplateError
 from engine.rules.calendar import TriggerError, parse_trigger
 from engine.rules.fields import STANDARD_TYPES
@@ -211,13 +210,9 @@ class _Validator:
     def _compile(self, item: dict, path: tuple, lines: Lines, report) -> Rule | None:
         report = errors = _ErrorCounter(report)
         trigger, when = self._when(item, report)
-        durations = _durations(item, report)
-        window = None
-        if "window" in item:
-            try:
-                window = parse_window(item["window"])
-            except ValueError as exc:
-                report(("window",), str(exc))
+        values = _values(item, report)
+        durations = _durations(item, values, report)
+        window = values.get("window")
         self._channel(item["channel"], report)
         template_ok = self._check_template(item["template"], report)
         _scope(item, when, report)
@@ -363,15 +358,23 @@ def _full_width(value, key_path: tuple, report) -> bool:
     return False
 
 
-def _durations(item: dict, report) -> dict[str, timedelta]:
-    """wait, expires and cooldown as durations; an expiry shorter than the wait is a warning."""
-    durations = {}
-    for key in ("wait", "expires", "cooldown"):
-        if key in item:
+def _values(item: dict, report) -> dict:
+    """Every key whose field has a value kind (wait, expires, cooldown: durations; window),
+    read by the kind's parser; a bad one is reported with the parser's message."""
+    values = {}
+    for key, value in item.items():
+        spec = FIELD_BY_NAME.get(key)
+        if spec is not None and spec.kind is not None:
             try:
-                durations[key] = parse_duration(item[key])
+                values[key] = spec.kind.parse(value)
             except ValueError as exc:
                 report((key,), str(exc))
+    return values
+
+
+def _durations(item: dict, values: dict, report) -> dict[str, timedelta]:
+    """wait, expires and cooldown; an expiry shorter than the wait is a warning."""
+    durations = {key: values[key] for key in ("wait", "expires", "cooldown") if key in values}
     if durations.get("wait") and durations.get("expires") and durations["wait"] > durations["expires"]:
         report(("expires",), f"expires {item['expires']} is shorter than wait {item['wait']}: expires counts from "
                              "when the message is due (its event + wait), so it may still go "

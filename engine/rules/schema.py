@@ -1,6 +1,8 @@
 """The rule format, declared once. The validator reads these specs, and the published
 JSON Schema (rules.schema.json, for marketers' editors) is generated from them; a test
-keeps the committed file equal to what `json_schema()` produces."""
+keeps the committed file equal to what `json_schema()` produces. Durations and windows are
+the value kinds config.yaml uses too (engine.config.spec, engine.config.limits): one
+parser and one pattern each."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*[smhdw]\s*)+$"
+from engine.config.limits import WINDOW
+from engine.config.spec import DURATION, DURATION_PATTERN, Kind
+
 NOT_BLANK = r"\S"  # text must not be empty or only spaces
-WINDOW_PATTERN = r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "rules.schema.json"
 
@@ -25,6 +28,7 @@ class Field:
     choices: tuple[str, ...] = ()
     pattern: str | None = None
     default: object = None
+    kind: Kind | None = None  # a value kind (a duration, a window): its parser reads the value, its pattern checks it
 
 
 FIELDS: tuple[Field, ...] = (
@@ -43,22 +47,22 @@ FIELDS: tuple[Field, ...] = (
           "Condition(s) checked when the event arrives; all must hold. Jinja expressions over "
           "event, customer, order, data, now.", "order.amount >= 50"),
     Field("wait", ("string",), "Delay after the event time before sending: 30s, 30m, 2h, 3d, 1w.", "30m",
-          pattern=DURATION_PATTERN),
+          kind=DURATION),
     Field("send_at", ("string",), "Expression giving the send time (instead of wait).",
           "datetime(data.expires_at) - duration('24h')"),
     Field("unless", ("string", "list-of-strings"),
           "Condition(s) re-checked at send time on the current state; any true cancels the message.",
           "order.status != 'created'"),
     Field("expires", ("string",), "Drop the message as expired when it cannot be sent within this after its due time.",
-          "24h", pattern=DURATION_PATTERN),
+          "24h", kind=DURATION),
     Field("channel", ("string",), "A channel defined in config.yaml.", "sms", required=True),
     Field("template", ("string",), "A template file under templates/.", "payment_reminder.sms.j2", required=True),
     Field("once_per", ("string",), "Dedup scope: the rule fires at most once per event, order or customer.",
           "order", choices=("event", "order", "customer"), default="event"),
     Field("cooldown", ("string",), "The same rule sends to the same customer at most once in this period.",
-          "30d", pattern=DURATION_PATTERN),
+          "30d", kind=DURATION),
     Field("window", ("string",), "This rule's own send window, in the customer's local time (HH:MM-HH:MM); "
-          "combined with the quiet hours. Outside it the message waits.", "10:00-20:00", pattern=WINDOW_PATTERN),
+          "combined with the quiet hours. Outside it the message waits.", "10:00-20:00", kind=WINDOW),
     Field("priority", ("integer",), "Higher wins when a customer's messages due in the same minute compete "
           "for a frequency cap.", "10", default=0),
     Field("on_limit", ("string",), "What a frequency cap does to this rule's message: skip it (suppressed) or "
@@ -98,7 +102,7 @@ def _property(field: Field) -> dict:
             if field.choices:
                 variant["enum"] = list(field.choices)
             if t == "string":
-                variant["pattern"] = field.pattern or NOT_BLANK
+                variant["pattern"] = field.kind.schema["pattern"] if field.kind else field.pattern or NOT_BLANK
             variants.append(variant)
     prop = variants[0] if len(variants) == 1 else {"anyOf": variants}
     prop = {"description": field.help, **prop, "examples": [field.example]}
