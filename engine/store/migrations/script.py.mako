@@ -10,8 +10,10 @@ be there already, look first (sa.inspect(op.get_bind())), as 0002 does."""
 
 import sqlalchemy as sa
 from alembic import op
+% if imports:
 
-${imports if imports else ""}
+${imports}
+% endif
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
