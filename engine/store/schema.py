@@ -51,8 +51,18 @@ def bring_up_to_date(engine: Engine, *, stamp_new: bool = True) -> str:
             if stamp_new:
                 _command().stamp(alembic_config(conn), "head")
             return "created"
-        _command().upgrade(alembic_config(conn), "head")
+        from alembic.util import CommandError  # noqa: PLC0415
+
+        try:
+            _command().upgrade(alembic_config(conn), "head")
+        except CommandError as exc:  # e.g. stamped with a revision this version does not have
+            raise SchemaError(f"the database's schema cannot be brought up to date: {exc}. Was it upgraded by a "
+                              f"newer version of the engine? Run that version (or restore a backup)") from exc
         return "upgraded"
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is one this version of the engine cannot upgrade."""
 
 
 def _command():

@@ -322,6 +322,18 @@ def test_the_revisions_walk_from_nothing_to_0aec3f5s_schema_then_to_a_new_databa
     assert downgraded == baseline
 
 
+def test_a_database_a_newer_version_upgraded_is_refused_in_words(tmp_path):
+    url = f"sqlite:///{tmp_path / 'engine.db'}"
+    Store(url).close()
+    with create_engine(url).begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+
+    with pytest.raises(schema.SchemaError, match=r"^the database's schema cannot be brought up to date: Can't locate "
+                                                 r"revision identified by '9999'\. Was it upgraded by a newer version "
+                                                 r"of the engine\? Run that version \(or restore a backup\)$"):
+        Store(url)
+
+
 def test_the_revisions_are_one_line_oldest_first_each_file_named_by_its_revision():
     """Two branches each adding a revision after the same one give two heads: Alembic
     would refuse to upgrade. Renumber the later one (its down_revision too)."""
