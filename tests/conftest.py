@@ -58,6 +58,8 @@ def pg_database():
 def _fresh_pg(url: str) -> None:
     engine = create_engine(url)
     metadata.drop_all(engine)
+    with engine.begin() as conn:  # and the schema's revision (engine.store.schema): a new database again
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 
 

@@ -11,15 +11,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import create_engine, delete, func, inspect, select, text, update
+from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from engine.errors import StoreUnavailable
 from engine.outcomes import Outcome, Reason, State
-from engine.store import dialect
+from engine.store import dialect, schema
 from engine.store.tables import (
     IN_FLIGHT_WHERE,
-    OBSOLETE_INDEXES,
     PENDING_WHERE,
     SLOTTED_WHERE,
     customers,
@@ -93,25 +92,8 @@ class Store:
         self._readers: dict[str, dialect.BulkRead] = {}
         if self.dialect == "sqlite":
             dialect.configure_sqlite(self.engine, throwaway)
-        if create:
-            metadata.create_all(self.engine)
-            self._upgrade()
-
-    def _upgrade(self) -> None:
-        """Bring a database made by an earlier version up to date in place: columns and
-        indexes added since (new columns are nullable; the code reads None as empty)."""
-        with self.engine.begin() as conn:
-            found = inspect(conn)
-            for table in metadata.sorted_tables:
-                have = {c["name"] for c in found.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in have:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
-            for name in OBSOLETE_INDEXES:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+        if create:  # the schema created, or upgraded in place (engine.store.schema)
+            schema.bring_up_to_date(self.engine, stamp_new=not throwaway)
 
     def _reader(self, table) -> dialect.BulkRead:
         reader = self._readers.get(table.name)

@@ -148,8 +148,6 @@ customers = Table(
 # idle and birthday sweeps; with the id, a sweep whose rule has no `if:` reads the index alone
 Index("ix_customers_idle", customers.c.last_order_at, customers.c.id)
 Index("ix_customers_birthday_day", customers.c.birthday_md, customers.c.id)
-OBSOLETE_INDEXES = ("ix_customers_last_order", "ix_customers_birthday",  # replaced by the two above
-                    "ix_messages_paced")  # the slots held before pacing was a schedule (ix_messages_slots)
 
 _STAGES = ("created", "paid", "shipped", "out_for_delivery", "signed", "completed",
            "refund_requested", "refunded", "closed")

@@ -1,0 +1,29 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+Create Date: ${create_date}
+
+Runs when a store opens, on SQLite and PostgreSQL, in the store's transaction. A
+database made before Alembic reaches this revision from the baseline: when a change may
+be there already, look first (sa.inspect(op.get_bind())), as 0002 does."""
+
+import sqlalchemy as sa
+from alembic import op
+% if imports:
+
+${imports}
+% endif
+
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
