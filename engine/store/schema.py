@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
-from engine.store.tables import UTCDateTime, metadata
+from engine.store.tables import MoneyType, UTCDateTime, metadata
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 FILE_TEMPLATE = "%(rev)s_%(slug)s"  # versions/0002_send_slots.py: revisions read in order
@@ -95,16 +95,18 @@ def head_revision() -> str:
 
 def render_item(type_, obj, autogen_context):
     """`alembic revision --autogenerate` writes the engine's time type by its name."""
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        autogen_context.imports.add("from engine.store.tables import UTCDateTime")
-        return "UTCDateTime()"
+    if type_ == "type" and isinstance(obj, (UTCDateTime, MoneyType)):
+        name = type(obj).__name__
+        autogen_context.imports.add(f"from engine.store.tables import {name}")
+        return f"{name}()"
     return False
 
 
 def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
-    """UTCDateTime is stored as BIGINT on SQLite and TIMESTAMP on PostgreSQL: compare
-    what it becomes on this database, not the decorator (None: Alembic's own comparison)."""
-    if isinstance(metadata_type, UTCDateTime):
+    """UTCDateTime is stored as BIGINT on SQLite and TIMESTAMP on PostgreSQL, MoneyType as
+    BIGINT (cents) and NUMERIC(18, 2): compare what it becomes on this database, not the
+    decorator (None: Alembic's own comparison)."""
+    if isinstance(metadata_type, (UTCDateTime, MoneyType)):
         stored = metadata_type.load_dialect_impl(context.dialect)
         return inspected_type.compile(dialect=context.dialect) != stored.compile(dialect=context.dialect)
     return None

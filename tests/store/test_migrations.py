@@ -21,11 +21,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import Column, Float, MetaData, Table, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from engine.app import Engine
 from engine.intake.events import parse_event
+from engine.money import Money, to_money
 from engine.store import Store, schema
 from engine.store.tables import metadata
 from tests.conftest import ROOT, recording_channels
@@ -33,6 +34,7 @@ from tests.helpers import T0, created, event
 
 FIXTURES = Path(__file__).with_name("fixtures")
 ADDED_SINCE_0AEC3F5 = {"messages": {"slot_at"}}  # columns the release before Alembic did not have
+FLOAT_IN_0AEC3F5 = {"customers": {"spent"}, "orders": {"amount"}}  # binary floats then, exact money now (0003)
 REMINDER = "【山野户外】王小明，您拍下的羽绒睡袋还未付款，库存有限，付款后我们会尽快为您发货哦~"
 DUE = T0 + timedelta(minutes=30)  # the payment reminder of an order created at T0
 
@@ -78,7 +80,7 @@ def engine_rows(project, clock, tmp_path) -> dict[str, list[dict]]:
     tz = project.config.timezone
     eng.ingest([parse_event(e, tz) for e in (
         created("evt-1"),
-        created("evt-2", customer="c-2", order="o-2"),
+        created("evt-2", customer="c-2", order="o-2", amount=20.15),  # 2014.9999999999998 cents as a float
         event("evt-3", "order.paid", 5, customer="c-2", order="o-2"))])
     store.set_daemon_state("reload", {"ok": True, "rules": 3}, T0)
     store.write_sweep("winback-60d", T0, T0, [], [], 0.25)
@@ -90,25 +92,36 @@ def engine_rows(project, clock, tmp_path) -> dict[str, list[dict]]:
     return rows
 
 
+def as_in_0aec3f5(table: Table) -> Table:
+    """The table with the types 0aec3f5 stored its columns as (amounts as binary floats)."""
+    floats = FLOAT_IN_0AEC3F5.get(table.name, set())
+    return Table(table.name, MetaData(), *[Column(c.name, Float() if c.name in floats else c.type,
+                                                  primary_key=c.primary_key) for c in table.columns])
+
+
 def fill(url: str, rows: dict[str, list[dict]]) -> None:
-    """Insert the rows, without the columns added since 0aec3f5."""
+    """Insert the rows as 0aec3f5 stored them: without the columns added since, amounts as floats."""
     engine = create_engine(url)
     with engine.begin() as conn:
         for table in metadata.sorted_tables:
             dropped = ADDED_SINCE_0AEC3F5.get(table.name, set())
+            floats = FLOAT_IN_0AEC3F5.get(table.name, set())
             if rows[table.name]:
-                conn.execute(table.insert(), [{k: v for k, v in r.items() if k not in dropped}
-                                              for r in rows[table.name]])
+                conn.execute(as_in_0aec3f5(table).insert(),
+                             [{k: float(v) if k in floats and v is not None else v for k, v in r.items()
+                               if k not in dropped} for r in rows[table.name]])
     engine.dispose()
 
 
-def every_row(engine) -> dict[str, list[tuple]]:
-    """Every row of every table, in the columns the 0aec3f5 schema had."""
+def every_row(engine, *, old: bool = False) -> dict[str, list[tuple]]:
+    """Every row of every table, in the columns the 0aec3f5 schema had (`old`: read as
+    0aec3f5 stored them; a float amount equals the money it became, 299.0 == Money('299.00'))."""
     with engine.connect() as conn:
         out = {}
         for table in metadata.sorted_tables:
-            columns = [c for c in table.columns if c.name not in ADDED_SINCE_0AEC3F5.get(table.name, set())]
-            out[table.name] = [tuple(r) for r in conn.execute(select(*columns).order_by(*table.primary_key.columns))]
+            source = as_in_0aec3f5(table) if old else table
+            columns = [c for c in source.columns if c.name not in ADDED_SINCE_0AEC3F5.get(table.name, set())]
+            out[table.name] = [tuple(r) for r in conn.execute(select(*columns).order_by(*source.primary_key.columns))]
         return out
 
 
@@ -189,13 +202,19 @@ def test_a_database_made_by_0aec3f5_is_upgraded_in_place_keeping_every_row_and_i
     make_0aec3f5_schema(empty_url)
     fill(empty_url, engine_rows(project, clock, tmp_path))
     old = create_engine(empty_url)
-    before = every_row(old)
+    before = every_row(old, old=True)
     old.dispose()
 
     store = Store(empty_url)
     try:
         assert revision_of(store) == schema.head_revision()
         assert every_row(store.engine) == before  # every row of every table, every value
+        # the amounts, floats then, are exact money now: cents on SQLite, NUMERIC on PostgreSQL
+        amounts = [o["amount"] for o in store.rows("orders")]
+        assert amounts and all(isinstance(a, Money) and a == to_money(a) for a in amounts)
+        with store.engine.connect() as conn:
+            raw = [r[0] for r in conn.exec_driver_sql("SELECT amount FROM orders ORDER BY id")]
+        assert raw == ([int(a * 100) for a in amounts] if store.dialect == "sqlite" else amounts)
         assert {m["slot_at"] for m in store.rows("messages")} == {None}
         assert store.next_due_at() == DUE  # the payment reminder still waits, and dispatch sees it
         eng = Engine(project, store, recording_channels(project), clock)
