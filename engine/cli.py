@@ -16,7 +16,7 @@ from engine import gcsetting
 from engine.app import Engine, Project, build_channels, load_project
 from engine.clock import SystemClock
 from engine.daemon import logs
-from engine.errors import ConfigError, EventError, Problem, StoreUnavailable
+from engine.errors import ConfigError, DriverMissing, EventError, Problem
 from engine.intake.events import parse_time
 from engine.outcomes import Outcome, State
 from engine.store import Store
@@ -65,7 +65,7 @@ def _load(config_path: Path | None, rules_dir: Path | None, templates_dir: Path 
 def _open_store(url: str) -> Store:
     try:
         return Store(url)
-    except StoreUnavailable as exc:
+    except DriverMissing as exc:
         click.echo(f"database {_safe_url(url)}: {exc}", err=True)
         sys.exit(EXIT_ERRORS)
 

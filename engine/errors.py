@@ -28,8 +28,8 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
-class StoreUnavailable(EngineError):
-    """The configured database cannot be used from here: its driver is not installed."""
+class DriverMissing(EngineError):
+    """The configured database cannot be opened from this install: its driver is not installed."""
 
 
 class ConfigError(EngineError, ValueError):

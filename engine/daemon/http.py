@@ -171,9 +171,9 @@ class StoreUnavailable(RuntimeError):
     """The database did not answer: nothing of the request was stored."""
 
 
-class Intake:
-    """What POST /events does with a parsed body: store the valid events, keep the
-    rejected ones. The store takes one writer at a time, so requests that arrive while
+class GroupCommit:
+    """What POST /events does with a parsed body (the HTTP side of engine.intake): store
+    the valid events, keep the rejected ones. The store takes one writer at a time, so requests that arrive while
     a write is under way are stored together by the next writer, in one transaction
     (group commit): a burst of one-event requests costs a few transactions, not one each."""
 
@@ -303,7 +303,7 @@ class _Routes:
         self.metrics = metrics
         self.health = health
         self.credentials = Credentials(cfg, environ)
-        self.intake = Intake(engine, metrics.events if metrics is not None else None)
+        self.intake = GroupCommit(engine, metrics.events if metrics is not None else None)
 
     async def read_body(self, request: Request) -> bytes:
         """The body, within http.max_body and BODY_SECONDS (a sender trickling bytes does

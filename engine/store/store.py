@@ -14,7 +14,7 @@ from typing import Iterable
 from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
-from engine.errors import StoreUnavailable
+from engine.errors import DriverMissing
 from engine.outcomes import Outcome, Reason, State
 from engine.store import dialect, schema
 from engine.store.tables import (
@@ -86,7 +86,7 @@ class Store:
             problem = driver_problem(url)
             if problem is None:
                 raise
-            raise StoreUnavailable(problem) from None
+            raise DriverMissing(problem) from None
         self.dialect = self.engine.dialect.name
         self._bulk_writes: dict[str, dialect.BulkWrite] | None = None
         self._readers: dict[str, dialect.BulkRead] = {}
