@@ -97,11 +97,17 @@ ZERO = Money("0.00")
 
 def to_money(value) -> Money | None:
     """An amount as Money, rounded half up to the cent (None stays None). Numbers from
-    JSON (int or float) are taken as written: 19.99 is 19.99."""
-    if value is None:
-        return None
-    if isinstance(value, Money) and value.as_tuple().exponent == -2:
+    JSON (int or float) are taken as written: 19.99 is 19.99. Money passes through as it
+    is (the hot paths meet the same amounts again and again); a computed amount that may
+    hold fractions of a cent (`amount * 0.9`) is rounded where it is shown or stored
+    (to_cents)."""
+    if value.__class__ is Money or value is None:
         return value
+    return to_cents(value)
+
+
+def to_cents(value) -> Money:
+    """Any amount, Money included, rounded half up to the cent."""
     try:
         exact = Decimal(repr(value)) if value.__class__ is float else Decimal(value)
         return Money(exact.quantize(CENT, rounding=ROUND_HALF_UP))
@@ -111,4 +117,4 @@ def to_money(value) -> Money | None:
 
 def format_money(value, symbol: str) -> str:
     """¥1,299.00: the symbol, thousands separated, two decimals (half up)."""
-    return f"{symbol}{to_money(value):,.2f}"
+    return f"{symbol}{to_cents(value):,.2f}"

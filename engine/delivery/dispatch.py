@@ -73,6 +73,7 @@ class DispatchReport:
         return sum(self.by_outcome.values()) + self.paced
 
     def count(self, outcome: str, rule_id: str) -> None:
+        outcome = str(outcome)  # the code ('sent'), as the report's readers print and compare it
         self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
         key = (rule_id, outcome)
         self.by_rule[key] = self.by_rule.get(key, 0) + 1

@@ -49,7 +49,7 @@ class OrderBefore:
     def of(cls, order: dict | None) -> "OrderBefore":
         if order is None:
             return cls(False, False, ZERO)
-        return cls(order["paid_at"] is not None, order["refunded_at"] is not None, to_money(order["amount"] or 0))
+        return cls(order["paid_at"] is not None, order["refunded_at"] is not None, to_money(order["amount"] or ZERO))
 
 
 def apply_profile(customer: dict[str, Any], order: dict | None, before: OrderBefore, event: Event) -> None:
@@ -75,8 +75,8 @@ def _order_times(customer: dict[str, Any], order: dict) -> None:
 def _totals(customer: dict[str, Any], order: dict, before: OrderBefore) -> None:
     """Paid orders and money spent (exact decimals: 477.39 + 321.94 + 200.67 is 1000.00),
     and what a paid order bought."""
-    amount = to_money(order["amount"] or 0)
-    spent = to_money(customer["spent"] or 0)
+    amount = to_money(order["amount"] or ZERO)
+    spent = to_money(customer["spent"] or ZERO)
     paid = order["paid_at"] is not None
     if paid and not before.paid:
         customer["order_count"] += 1

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from engine.config.profile import DEFAULT_PROFILE, ProfileConfig
-from engine.money import ZERO, Money, to_money
+from engine.money import ZERO, Money, to_cents, to_money
 from engine.rules.templates import Record, Scope
 
 
@@ -53,7 +53,7 @@ class CustomerRecord(Record):
         return int(self._d.get("order_count") or 0)
 
     def _spent(self) -> Money:
-        return to_money(self._d.get("spent") or 0)
+        return to_money(self._d.get("spent") or ZERO)
 
     def _days_since_last_order(self) -> int | None:
         last = self._d.get("last_order_at")
@@ -86,7 +86,7 @@ class CustomerRecord(Record):
         the customer up (or, refunded, down)."""
         d = order._d if isinstance(order, Record) else (order or {})
         orders, spent = self._orders(), self._spent()
-        amount = to_money(d.get("amount") or 0)
+        amount = to_money(d.get("amount") or ZERO)
         if d.get("paid_at") is not None and d.get("refunded_at") is None:
             orders, spent = max(0, orders - 1), max(ZERO, spent - amount)
         elif d.get("paid_at") is not None:  # refunded: its amount left the spend (the order still counts)
@@ -105,7 +105,7 @@ def _rfm(r: CustomerRecord) -> dict[str, int]:
 _COMPUTED: dict[str, Callable[[CustomerRecord], Any]] = {
     "orders": CustomerRecord._orders,
     "spent": CustomerRecord._spent,
-    "aov": lambda r: to_money(r._spent() / r._orders()) if r._orders() else ZERO,
+    "aov": lambda r: to_cents(r._spent() / r._orders()) if r._orders() else ZERO,
     "days_since_last_order": CustomerRecord._days_since_last_order,
     "ordered_today": CustomerRecord._ordered_today,
     "had_bad_review": lambda r: bool(r._stats().get("had_bad_review")),

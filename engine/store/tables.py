@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
 )
 
-from engine.money import Money, to_money
+from engine.money import Money, to_cents, to_money
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -69,8 +69,8 @@ class UTCDateTime(TypeDecorator):
 
 def encode_money(value, dialect_name: str):
     """An amount as stored: integer cents (SQLite, exact) or the decimal (PostgreSQL NUMERIC)."""
-    amount = to_money(value)
-    return int(amount * 100) if dialect_name == "sqlite" else Decimal(amount)
+    amount = to_cents(value)
+    return int(amount.scaleb(2)) if dialect_name == "sqlite" else Decimal(amount)
 
 
 def decode_money(value, dialect_name: str | None = None) -> Money:
