@@ -36,8 +36,10 @@ def setup(level: str = "INFO", *, json: bool = False, file: str | None = None, r
 
 # Libraries whose INFO lines are per-request noise or carry what must not be logged: httpx
 # logs every request's URL at INFO, and an SMS provider's URL holds the phone number.
+# Alembic's INFO lines are its plugins and context at every start; the store says itself
+# when it upgrades a schema (engine.store.schema).
 QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "watchfiles": logging.WARNING,
-         "apscheduler": logging.ERROR}
+         "apscheduler": logging.ERROR, "alembic": logging.WARNING}
 
 
 class InterceptHandler(logging.Handler):

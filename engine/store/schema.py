@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loguru import logger
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
@@ -53,11 +54,16 @@ def bring_up_to_date(engine: Engine, *, stamp_new: bool = True) -> str:
             return "created"
         from alembic.util import CommandError  # noqa: PLC0415
 
+        before = current_revision(conn)
         try:
             _command().upgrade(alembic_config(conn), "head")
         except CommandError as exc:  # e.g. stamped with a revision this version does not have
             raise SchemaError(f"the database's schema cannot be brought up to date: {exc}. Was it upgraded by a "
                               f"newer version of the engine? Run that version (or restore a backup)") from exc
+        after = current_revision(conn)
+        if after != before:
+            logger.bind(component="store").info("database schema upgraded in place: revision {} -> {}",
+                                                before or "(before Alembic)", after)
         return "upgraded"
 
 
