@@ -28,68 +28,35 @@ def _money(value):
 
 
 class Money(Decimal):
-    """A decimal amount that meets floats as written (see the module's doc)."""
+    """A decimal amount that meets floats as written (see the module's doc). Comparisons
+    and arithmetic take a float operand as the decimal it was written as; arithmetic
+    results stay Money."""
 
     __slots__ = ()
 
-    def __eq__(self, other):
-        return Decimal.__eq__(self, _as_written(other))
-
-    def __ne__(self, other):
-        return Decimal.__ne__(self, _as_written(other))
-
-    def __lt__(self, other):
-        return Decimal.__lt__(self, _as_written(other))
-
-    def __le__(self, other):
-        return Decimal.__le__(self, _as_written(other))
-
-    def __gt__(self, other):
-        return Decimal.__gt__(self, _as_written(other))
-
-    def __ge__(self, other):
-        return Decimal.__ge__(self, _as_written(other))
-
     __hash__ = Decimal.__hash__
-
-    def __add__(self, other):
-        return _money(Decimal.__add__(self, _as_written(other)))
-
-    def __radd__(self, other):
-        return _money(Decimal.__radd__(self, _as_written(other)))
-
-    def __sub__(self, other):
-        return _money(Decimal.__sub__(self, _as_written(other)))
-
-    def __rsub__(self, other):
-        return _money(Decimal.__rsub__(self, _as_written(other)))
-
-    def __mul__(self, other):
-        return _money(Decimal.__mul__(self, _as_written(other)))
-
-    def __rmul__(self, other):
-        return _money(Decimal.__rmul__(self, _as_written(other)))
-
-    def __truediv__(self, other):
-        return _money(Decimal.__truediv__(self, _as_written(other)))
-
-    def __rtruediv__(self, other):
-        return _money(Decimal.__rtruediv__(self, _as_written(other)))
-
-    def __floordiv__(self, other):
-        return _money(Decimal.__floordiv__(self, _as_written(other)))
-
-    def __mod__(self, other):
-        return _money(Decimal.__mod__(self, _as_written(other)))
-
-    def __neg__(self):
-        return _money(Decimal.__neg__(self))
-
-    def __abs__(self):
-        return _money(Decimal.__abs__(self))
 
     def __repr__(self) -> str:
         return f"Money('{self}')"
+
+
+def _comparing(name: str):
+    compare = getattr(Decimal, name)
+    return lambda self, other: compare(self, _as_written(other))
+
+
+def _computing(name: str):
+    compute = getattr(Decimal, name)
+    return lambda self, other: _money(compute(self, _as_written(other)))
+
+
+for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(Money, _name, _comparing(_name))
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__floordiv__", "__mod__"):
+    setattr(Money, _name, _computing(_name))
+Money.__neg__ = lambda self: _money(Decimal.__neg__(self))
+Money.__abs__ = lambda self: _money(Decimal.__abs__(self))
 
 
 ZERO = Money("0.00")
