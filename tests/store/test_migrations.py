@@ -387,3 +387,15 @@ def test_alembic_on_the_command_line_finds_the_schema_up_to_date(tmp_path):
     assert (checked.returncode, checked.stdout.strip()) == (0, "No new upgrade operations detected."), checked.stderr
     with create_engine(url).connect() as conn:
         assert schema.current_revision(conn) == schema.head_revision()
+
+
+def test_the_start_up_shortcut_knows_the_same_head_as_alembic(empty_url):
+    """A store opening a database already at the head reads its stamp and does not load
+    Alembic (engine.store.schema._at_head): its idea of the head must be Alembic's."""
+    assert schema.HEAD == schema.head_revision()
+    Store(empty_url).close()  # created and stamped
+    engine = create_engine(empty_url)
+    try:
+        assert schema.bring_up_to_date(engine) == "current"
+    finally:
+        engine.dispose()
