@@ -179,10 +179,17 @@ def test_two_daemons_on_one_postgresql_database_share_the_channel_rate(tmp_path,
     _fresh_pg(db_url)
     config = project(tmp_path, db_url, sink, batch_size=60)
     Store(db_url).close()  # the tables, before two daemons start at once
-    ingest_burst(tmp_path, config)
     log = tmp_path / "daemon.log"
     procs = [start_daemon(config, log), start_daemon(config, log)]
     try:
+        # both up and ticking, then the burst falls due: what is measured is two running
+        # daemons sharing one rate, not one daemon's sends while the other is still loading
+        deadline = time.monotonic() + 60
+        while log.read_text(encoding="utf-8").count("[daemon] running:") < 2:
+            assert all(p.poll() is None for p in procs), log.read_text(encoding="utf-8")
+            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.05)
+        ingest_burst(tmp_path, config)
         wait_for_arrivals(sink, BURST, procs, log)
         time.sleep(0.5)
         for proc in procs:
