@@ -74,7 +74,8 @@ def _at_head(engine: Engine) -> bool:
     common case at every start): one small read, no lock, no Alembic import (0.15 s of CPU
     that a daemon starting beside a sending one would take from it)."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" not in tables or not set(metadata.tables) <= tables:  # stamped, and every table there
             return False
         stamped = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     return stamped == [HEAD]
